@@ -1,0 +1,3 @@
+from embsurgeon.cli import main
+
+main()

@@ -1,0 +1,233 @@
+"""Our own output: an ``nn.Embedding`` state dict with its vocabulary and report beside it.
+
+``out.safetensors`` (or ``out.pt``) holds ``{"weight": (V, D) tensor}`` and loads with
+``nn.Embedding.from_pretrained(load_file(path)["weight"])`` or ``load_state_dict``.
+``out.vocab.txt`` lists the tokens, one a line, row ``i`` on line ``i + 1``.
+``out.report.json`` holds the metadata (source, dtypes, padding index, version) and whatever
+report the caller adds (alignment statistics, for instance).
+The safetensors header carries the text metadata too, so the file alone is self-describing.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
+from embsurgeon.io.atomic import atomic_paths
+from embsurgeon.io.formats import ReadOptions, WriteOptions
+from embsurgeon.io.tensors import numpy_to_tensor, resolve_dtype, tensor_to_numpy
+from embsurgeon.table import PADDING_IDX, SOURCE_DTYPE, EmbeddingTable, placeholder_token
+
+#: Bumped when the layout of the files below changes.
+FORMAT_VERSION = "1"
+WEIGHT = "weight"
+_FORBIDDEN_IN_TOKENS = ("\n", "\r")
+
+
+def sidecar_paths(path: Path) -> tuple[Path, Path]:
+    """``out.safetensors`` -> (``out.vocab.txt``, ``out.report.json``)."""
+    stem = path.with_suffix("")
+    return stem.with_name(stem.name + ".vocab.txt"), stem.with_name(stem.name + ".report.json")
+
+
+# -- sniffing --------------------------------------------------------------------------------
+
+def safetensors_header(path: Path) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file, or None if ``path`` is not one (no torch needed)."""
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return None
+            size = int.from_bytes(prefix, "little")
+            if size <= 0 or size > 100_000_000 or size > path.stat().st_size - 8:
+                return None
+            header = json.loads(handle.read(size))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def sniff_safetensors(path: Path, head: bytes) -> bool:
+    """A safetensors file holding exactly one tensor called ``weight``."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    header = safetensors_header(path)
+    return header is not None and [k for k in header if k != "__metadata__"] == [WEIGHT]
+
+
+def sniff_pt(path: Path, head: bytes) -> bool:
+    """A torch.save zip whose single data record is the ``weight`` tensor (cheap name check)."""
+    if not head.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if "/data/" in n]
+    except zipfile.BadZipFile:
+        return False
+    return len(names) == 1
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _read_vocab_sidecar(path: Path, rows: int) -> tuple[list[str], bool]:
+    vocab_path, _ = sidecar_paths(path)
+    if not vocab_path.is_file():
+        return [placeholder_token(i) for i in range(rows)], False
+    text = vocab_path.read_text(encoding="utf-8")
+    tokens = text.split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if len(tokens) != rows:
+        raise VocabularyError(
+            f"{vocab_path}: {len(tokens)} tokens but {path} has {rows} rows; "
+            "the files do not belong together"
+        )
+    return tokens, True
+
+
+def _read_report(path: Path) -> dict[str, str]:
+    _, report_path = sidecar_paths(path)
+    if not report_path.is_file():
+        return {}
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{report_path}: not valid JSON ({exc})") from exc
+    meta = report.get("metadata", {}) if isinstance(report, dict) else {}
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def _table_from_weight(path: Path, weight: Any, metadata: dict[str, str]) -> EmbeddingTable:
+    if weight.ndim != 2:
+        raise FormatError(f"{path}: tensor 'weight' has shape {tuple(weight.shape)}; expected 2-D")
+    vectors, dtype = tensor_to_numpy(weight, what=f"{path}: tensor 'weight'")
+    tokens, has_vocab = _read_vocab_sidecar(path, vectors.shape[0])
+    # The stored tensor is now the source: an fp16 file reads back as fp16, whatever came before.
+    meta = {**metadata, SOURCE_DTYPE: dtype, "tensor": WEIGHT}
+    if not has_vocab:
+        meta["vocabulary"] = "missing (rows named by number)"
+    return EmbeddingTable(tokens, vectors, meta)
+
+
+def read_safetensors(path: Path, options: ReadOptions) -> EmbeddingTable:
+    """Read an ``nn.Embedding`` state dict in safetensors (with its sidecars, when present)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+            name = options.tensor or WEIGHT
+            if name not in keys:
+                raise TensorNotFoundError(
+                    f"{path}: no tensor {name!r} (has {', '.join(keys) or 'none'}); "
+                    "pass --tensor NAME, or --from hf for a model checkpoint"
+                )
+            header = handle.metadata() or {}
+            weight = handle.get_tensor(name)
+    except SafetensorError as exc:
+        raise FormatError(f"{path}: not a valid safetensors file ({exc})") from exc
+    return _table_from_weight(path, weight, {**header, **_read_report(path)})
+
+
+def read_pt(path: Path, options: ReadOptions) -> EmbeddingTable:
+    """Read a ``torch.save``d ``{"weight": tensor}`` (never unpickling code: weights_only)."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FormatError(
+            f"{path}: cannot load safely ({first}); embsurgeon only reads tensors, never code"
+        ) from exc
+    if isinstance(state, torch.Tensor):
+        state = {WEIGHT: state}
+    if not isinstance(state, dict):
+        raise FormatError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    name = options.tensor or WEIGHT
+    if name not in state:
+        raise TensorNotFoundError(
+            f"{path}: no tensor {name!r} (has {', '.join(map(str, state)) or 'none'}); "
+            "pass --tensor NAME, or --from hf for a model checkpoint"
+        )
+    return _table_from_weight(path, state[name], _read_report(path))
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def _check_tokens(table: EmbeddingTable) -> None:
+    for i, token in enumerate(table.tokens):
+        if any(ch in token for ch in _FORBIDDEN_IN_TOKENS):
+            raise VocabularyError(
+                f"token {token!r} (row {i}) contains a line break, which the vocabulary file "
+                "cannot hold; rename or drop it first"
+            )
+
+
+def _metadata(table: EmbeddingTable, dtype: str) -> dict[str, str]:
+    from embsurgeon import __version__
+
+    meta = dict(table.metadata)
+    meta.update({
+        "embsurgeon_version": __version__,
+        "embsurgeon_format": FORMAT_VERSION,
+        "dtype": dtype,
+        SOURCE_DTYPE: table.source_dtype,
+        "rows": str(len(table)),
+        "dim": str(table.dim),
+    })
+    return meta
+
+
+def _write(table: EmbeddingTable, path: Path, options: WriteOptions, save: Any) -> list[Path]:
+    _check_tokens(table)
+    dtype = resolve_dtype(options.dtype.value if options.dtype else None, table.source_dtype)
+    weight = numpy_to_tensor(table.vectors, dtype)
+    meta = _metadata(table, dtype)
+    report: dict[str, Any] = {
+        "file": path.name,
+        "rows": len(table),
+        "dim": table.dim,
+        "dtype": dtype,
+        PADDING_IDX: table.padding_idx,
+        "load_with": f"nn.Embedding.from_pretrained(weight{_padding_hint(table)})",
+        "metadata": meta,
+    }
+    if options.report:
+        report.update(options.report)
+    vocab_path, report_path = sidecar_paths(path)
+    with atomic_paths(path, vocab_path, report_path, force=options.force) as (tmp, tv, tr):
+        save(weight, tmp, meta)
+        tv.write_text("".join(t + "\n" for t in table.tokens), encoding="utf-8")
+        tr.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [path, vocab_path, report_path]
+
+
+def _padding_hint(table: EmbeddingTable) -> str:
+    return "" if table.padding_idx is None else f", padding_idx={table.padding_idx}"
+
+
+def write_safetensors(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
+    """``{"weight": tensor}`` in safetensors, plus ``.vocab.txt`` and ``.report.json``."""
+    from safetensors.torch import save_file
+
+    def save(weight: Any, tmp: Path, meta: dict[str, str]) -> None:
+        save_file({WEIGHT: weight}, str(tmp), metadata=meta)
+
+    return _write(table, path, options, save)
+
+
+def write_pt(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
+    """``torch.save({"weight": tensor})``, loadable with ``torch.load(..., weights_only=True)``."""
+    import torch
+
+    def save(weight: Any, tmp: Path, meta: dict[str, str]) -> None:
+        torch.save({WEIGHT: weight}, str(tmp))
+
+    return _write(table, path, options, save)

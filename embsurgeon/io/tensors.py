@@ -1,0 +1,63 @@
+"""Moving matrices between torch and numpy without losing the source dtype.
+
+numpy has no bfloat16, so bf16 tensors become float32 arrays and the name ``bfloat16`` is
+kept in the table metadata; writers turn it back into bf16.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embsurgeon.errors import DtypeError
+
+if TYPE_CHECKING:
+    import torch
+
+_NUMPY_SAFE = {"float16", "float32", "float64"}
+
+
+def dtype_name(tensor: torch.Tensor) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def tensor_to_numpy(tensor: torch.Tensor, *, what: str) -> tuple[np.ndarray, str]:
+    """A float numpy copy of ``tensor`` and the name of its original dtype."""
+    import torch
+
+    if not tensor.is_floating_point():
+        raise DtypeError(f"{what}: tensor has dtype {tensor.dtype}; expected a float tensor")
+    name = dtype_name(tensor)
+    if name not in _NUMPY_SAFE:
+        tensor = tensor.to(torch.float32)
+    return tensor.detach().cpu().numpy(), name
+
+
+def numpy_to_tensor(array: np.ndarray, dtype: str) -> torch.Tensor:
+    """A contiguous torch tensor of ``array`` in ``dtype`` (float32, float16 or bfloat16)."""
+    import torch
+
+    target: Any = getattr(torch, dtype, None)
+    if not isinstance(target, torch.dtype) or not target.is_floating_point:
+        raise DtypeError(f"unsupported dtype {dtype!r}; use float32, float16 or bfloat16")
+    source = torch.from_numpy(np.ascontiguousarray(array))
+    out = source.to(target)
+    if target in (torch.float16, torch.bfloat16):
+        finite_in = torch.isfinite(source)
+        overflow = finite_in & ~torch.isfinite(out)
+        if bool(overflow.any()):
+            row = int(overflow.any(dim=1).nonzero()[0, 0])
+            raise DtypeError(
+                f"row {row} overflows {dtype} (largest |value| {float(source.abs().max()):.4g}); "
+                "write float32 or normalize the rows first"
+            )
+    return out.contiguous()
+
+
+def resolve_dtype(requested: str | None, source: str) -> str:
+    """The dtype to write: the one asked for, else the source's when it is a float we can write."""
+    if requested is not None:
+        return requested
+    return source if source in ("float32", "float16", "bfloat16") else "float32"

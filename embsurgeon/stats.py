@@ -1,0 +1,84 @@
+"""Summary statistics of a table, for ``embsurgeon inspect``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from embsurgeon.table import EmbeddingTable
+
+_CHUNK = 65536  # rows per chunk, so statistics of a huge table need no second full copy
+
+
+@dataclass(frozen=True)
+class NormStats:
+    min: float
+    mean: float
+    median: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    format: str
+    source: str
+    rows: int
+    dim: int
+    dtype: str
+    source_dtype: str
+    tensor: str | None
+    padding_idx: int | None
+    norms: NormStats | None
+    zero_rows: int
+    nonfinite_rows: int
+    duplicates: int
+    sample: list[str]
+    metadata: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def row_norms(vectors: np.ndarray) -> np.ndarray:
+    """L2 norm of every row, computed in float32 chunks (inf/nan rows give inf/nan)."""
+    out = np.empty(vectors.shape[0], dtype=np.float64)
+    for start in range(0, vectors.shape[0], _CHUNK):
+        block = vectors[start:start + _CHUNK].astype(np.float32)  # (B, D)
+        out[start:start + _CHUNK] = np.sqrt(np.einsum("ij,ij->i", block, block,
+                                                      dtype=np.float64))
+    return out
+
+
+def summarize(table: EmbeddingTable, *, sample: int = 10) -> Summary:
+    """Shape, dtype, norm statistics and sample tokens of ``table``.
+
+    >>> import numpy as np
+    >>> summarize(EmbeddingTable(["a", "b"], np.eye(2, dtype=np.float32))).norms.mean
+    1.0
+    """
+    norms = row_norms(table.vectors)  # (V,)
+    finite = np.isfinite(norms)
+    good = norms[finite]
+    stats = None
+    if good.size:
+        stats = NormStats(float(good.min()), float(good.mean()), float(np.median(good)),
+                          float(good.max()))
+    meta = dict(table.metadata)
+    return Summary(
+        format=meta.get("format", "?"),
+        source=meta.get("source", "?"),
+        rows=len(table),
+        dim=table.dim,
+        dtype=str(table.vectors.dtype),
+        source_dtype=table.source_dtype,
+        tensor=meta.get("tensor"),
+        padding_idx=table.padding_idx,
+        norms=stats,
+        zero_rows=int((good == 0).sum()),
+        nonfinite_rows=int((~finite).sum()),
+        duplicates=int(meta.get("duplicates", "0")),
+        sample=list(table.tokens[:sample]),
+        metadata=meta,
+    )
