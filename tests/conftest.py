@@ -45,3 +45,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every fixture from fixtures/make_fixtures.py, built once per test session."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "fixtures"
+    sys.path.insert(0, str(here))
+    import make_fixtures
+
+    out = tmp_path_factory.mktemp("fixtures")
+    make_fixtures.build_all(out)
+    return out

@@ -56,6 +56,7 @@ class ReadOptions:
     allow_nonfinite: bool = False
     limit: int | None = None  # keep only the first N rows
     keep: frozenset[str] | None = None  # keep only these tokens, dropped while streaming
+    keep_if: Callable[[str], bool] | None = None  # and/or only tokens passing this predicate
     tensor: str | None = None  # checkpoint tensor name override
     allow_pickle: bool = False  # formats whose loading can run code
     progress: bool = False
@@ -249,6 +250,8 @@ def read_table(
     if not fmt.streaming:
         if opts.keep is not None:
             table = table.keep(opts.keep)
+        if opts.keep_if is not None:
+            table = table.take(i for i, t in enumerate(table.tokens) if opts.keep_if(t))
         if opts.limit is not None:
             table = table.head(opts.limit)
     return table.with_metadata(format=fmt.name.value, source=str(path))
