@@ -1,0 +1,1 @@
+"""Alignment: map a table onto a target vocabulary (matching, OOV initialization, transforms)."""
