@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io.formats import ReadOptions
 from embsurgeon.io.state_dict import WEIGHT, safetensors_header
 from embsurgeon.io.tensors import tensor_to_numpy
@@ -393,28 +393,94 @@ def _check_2d(what: str, shape: tuple[int, ...]) -> None:
         )
 
 
-# safetensors dtype names numpy can hold directly (no torch needed for these).
-_NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64"}
+# safetensors dtype -> (little-endian numpy dtype of the stored bytes, our dtype name).
+_SAFETENSORS_DTYPES = {"F16": ("<f2", "float16"), "F32": ("<f4", "float32"),
+                       "F64": ("<f8", "float64"), "BF16": ("<u2", "bfloat16")}
+_BF16_CHUNK_BYTES = 32 << 20
 
 
 def _read_safetensors(file: Path, name: str, what: str) -> tuple[np.ndarray, str]:
-    from safetensors import SafetensorError, safe_open
+    """One tensor of a safetensors file, read straight into a new numpy array.
 
-    try:
-        with safe_open(str(file), framework="numpy") as handle:
-            view = handle.get_slice(name)
-            _check_2d(what, tuple(view.get_shape()))
-            dtype = view.get_dtype()
-            if dtype in _NUMPY_DTYPES:
-                return handle.get_tensor(name), _NUMPY_DTYPES[dtype]
-        # bfloat16 and other dtypes numpy lacks go through torch, which knows them all.
-        with safe_open(str(file), framework="pt") as handle:
-            return tensor_to_numpy(handle.get_tensor(name), what=what)
-    except SafetensorError as exc:
+    ``safe_open(...).get_tensor`` goes through a memory map, so the mapped pages and the copy
+    both count against resident memory (twice the tensor at peak); one ``readinto`` at the
+    tensor's offset needs the array alone. bfloat16 widens to float32 in chunks, no torch.
+    """
+    with open(file, "rb") as handle:
+        prefix = handle.read(8)
+        header = safetensors_header(file)
+        if header is None or len(prefix) < 8:
+            raise FormatError(
+                f"{file}: not a valid safetensors file (unreadable header); the file may be "
+                "truncated or corrupt: download it again"
+            )
+        entry = header.get(name)
+        if not isinstance(entry, dict):
+            raise TensorNotFoundError(
+                f"{file}: no tensor {name!r}, although the index says it is there; the "
+                "index and the shard do not belong together"
+            )
+        shape = _shape(entry)
+        _check_2d(what, shape)
+        if entry.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise DtypeError(
+                f"{what}: dtype {entry.get('dtype')}; an embedding is a float tensor "
+                "(F16, BF16, F32 or F64): pass --tensor NAME"
+            )
+        _check_covered(file, header, int.from_bytes(prefix, "little"))
+        stored, dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+        offsets = entry.get("data_offsets")
+        begin, end = offsets if isinstance(offsets, list) and len(offsets) == 2 else (0, -1)
+        rows, dim = shape
+        nbytes = rows * dim * np.dtype(stored).itemsize
+        start = 8 + int.from_bytes(prefix, "little") + int(begin)
+        size = file.stat().st_size
+        if int(end) - int(begin) != nbytes or start + nbytes > size:
+            raise FormatError(
+                f"{file}: not a valid safetensors file (tensor {name!r} needs bytes {start} to "
+                f"{start + nbytes}, the header says {begin} to {end} and the file has {size} "
+                "bytes); it may be truncated or corrupt: download it again"
+            )
+        handle.seek(start)
+        if dtype != "bfloat16":
+            vectors = np.empty(shape, dtype=stored)  # (V, D)
+            _read_exactly(handle, vectors, file)
+            return vectors, dtype
+        vectors = np.empty(shape, dtype=np.float32)  # (V, D)
+        step = max(1, _BF16_CHUNK_BYTES // max(1, 2 * dim))
+        chunk = np.empty((min(step, rows), dim), dtype=stored)
+        for row in range(0, rows, step):
+            part = chunk[:min(step, rows - row)]
+            _read_exactly(handle, part, file)
+            # bfloat16 is the top half of a float32: widen by a 16-bit shift, in place.
+            wide = vectors[row:row + len(part)].view(np.uint32)
+            wide[...] = part
+            wide <<= 16
+        return vectors, dtype
+
+
+def _check_covered(file: Path, header: Mapping[str, Any], header_size: int) -> None:
+    """Like safetensors itself, refuse a file whose data does not end where the header says."""
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"
+            and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)]
+    expected = 8 + header_size + max(ends, default=0)
+    size = file.stat().st_size
+    if size != expected:
         raise FormatError(
-            f"{file}: not a valid safetensors file ({exc}); it may be truncated or corrupt: "
-            "download it again"
-        ) from exc
+            f"{file}: not a valid safetensors file (the header describes {expected} bytes, "
+            f"the file has {size}); it may be truncated or corrupt: download it again"
+        )
+
+
+def _read_exactly(handle: Any, array: np.ndarray, file: Path) -> None:
+    view = array.reshape(-1).view(np.uint8).data  # the array's own bytes, no copy
+    done = 0
+    while done < len(view):
+        got = handle.readinto(view[done:])
+        if not got:
+            raise FormatError(f"{file}: ended early, after {done} of {len(view)} bytes of a "
+                              "tensor; the file is truncated: download it again")
+        done += got
 
 
 def _load_torch(file: Path) -> dict[str, Any]:

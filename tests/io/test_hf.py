@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
@@ -14,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from embsurgeon import read_table
 from embsurgeon.cli import cli
-from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io import hf
 from embsurgeon.io.formats import FORMATS, detect_format, write_table
 from embsurgeon.io.hf import Checkpoint, WeightKind, find_embedding, sniff_hf
@@ -130,15 +129,21 @@ def test_real_minilm_checkpoint(minilm_dir):
 
 # -- reading only what is needed -----------------------------------------------------------
 
-def _spy_safe_open(monkeypatch) -> list[str]:
+def _spy_safetensors(monkeypatch) -> list[str]:
+    """Names of the safetensors files whose header or data the reader touches."""
     opened: list[str] = []
-    real = safetensors.safe_open
+    header, read = hf.safetensors_header, hf._read_safetensors
 
-    def spy(filename, *args, **kwargs):
-        opened.append(Path(filename).name)
-        return real(filename, *args, **kwargs)
+    def spy_header(path):
+        opened.append(Path(path).name)
+        return header(path)
 
-    monkeypatch.setattr(safetensors, "safe_open", spy)
+    def spy_read(file, *args):
+        opened.append(Path(file).name)
+        return read(file, *args)
+
+    monkeypatch.setattr(hf, "safetensors_header", spy_header)
+    monkeypatch.setattr(hf, "_read_safetensors", spy_read)
     return opened
 
 
@@ -150,7 +155,7 @@ def test_sharded_safetensors_opens_only_the_embedding_shard(copy_of, monkeypatch
     assert others  # the fixture really is sharded
     for other in others:  # a reader that touched them would now fail
         (directory / other).unlink()
-    opened = _spy_safe_open(monkeypatch)
+    opened = _spy_safetensors(monkeypatch)
     table = read_table(directory)
     assert set(opened) == {shard}
     assert table.metadata["shard"] == shard
@@ -328,10 +333,47 @@ def test_directory_without_weights(tmp_path):
 def test_truncated_safetensors(copy_of):
     directory = copy_of("tiny-bert")
     file = directory / "model.safetensors"
-    file.write_bytes(file.read_bytes()[:-100])
+    whole = file.read_bytes()
+    file.write_bytes(whole[:-100])
     with pytest.raises(FormatError, match=r"model\.safetensors: not a valid safetensors file "
-                                          r"\(.*file not fully covered.*download it again"):
+                                          r"\(the header describes \d+ bytes, the file has "
+                                          r"\d+\); it may be truncated or corrupt"):
         read_table(directory)
+    # A header that promises more than the file holds for the embedding itself.
+    header_size = int.from_bytes(whole[:8], "little")
+    header = json.loads(whole[8:8 + header_size])
+    entry = header["embeddings.word_embeddings.weight"]
+    entry["data_offsets"][1] += 4
+    text = json.dumps(header).encode()
+    file.write_bytes(len(text).to_bytes(8, "little") + text + whole[8 + header_size:])
+    with pytest.raises(FormatError, match=r"model\.safetensors: not a valid safetensors file "
+                                          r"\(tensor 'embeddings\.word_embeddings\.weight' "
+                                          r"needs bytes \d+ to \d+, .* the file has \d+ bytes\); "
+                                          r"it may be truncated or corrupt: download it again"):
+        read_table(directory)
+
+
+def test_integer_tensor_is_not_an_embedding(tmp_path):
+    directory = tmp_path / "ints"
+    directory.mkdir()
+    save_file({"embed_tokens.weight": torch.zeros(3, 2, dtype=torch.int64),
+               "norm.weight": torch.zeros(2)}, directory / "model.safetensors")
+    with pytest.raises(DtypeError, match=r"tensor 'embed_tokens\.weight': dtype I64; an "
+                                         r"embedding is a float tensor"):
+        read_table(directory)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes_read_exactly(tmp_path, dtype):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    weight = torch.randn(1000, 7, generator=torch.Generator().manual_seed(0)).to(dtype)
+    save_file({"model.embed_tokens.weight": weight, "lm_head.weight": weight[:, :3].contiguous()},
+              directory / "model.safetensors")
+    table = read_table(directory)
+    assert table.source_dtype == str(dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(table.vectors, weight.float().numpy().astype(
+        table.vectors.dtype))
 
 
 def test_corrupt_safetensors_header(copy_of):
