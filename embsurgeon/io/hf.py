@@ -356,20 +356,24 @@ class Matrix:
     """One tensor read from a checkpoint, as float numpy, with where it came from."""
 
     name: str
-    vectors: np.ndarray  # (V, D)
+    vectors: np.ndarray  # (N, D): the first N rows of the tensor, all of them by default
     source_dtype: str
     file: Path
+    total_rows: int  # V, the tensor's full height
 
 
-def read_tensor(checkpoint: Checkpoint, name: str) -> Matrix:
-    """Read tensor ``name`` (and nothing else) from the one file that holds it."""
+def read_tensor(checkpoint: Checkpoint, name: str, *, limit: int | None = None) -> Matrix:
+    """Read tensor ``name`` (and nothing else) from the one file that holds it.
+
+    ``limit`` reads only the first rows (``--limit``), so a slice of a huge matrix is cheap.
+    """
     file = checkpoint.weight_map[name]
     if not file.is_file():
         where = f"{checkpoint.index} names shard {file.name} for {name!r}, but"
         raise FormatError(f"{where} {file} does not exist; download the missing shard")
     what = f"{file}: tensor {name!r}"
     if checkpoint.kind is WeightKind.SAFETENSORS:
-        vectors, dtype = _read_safetensors(file, name, what)
+        vectors, dtype, total = _read_safetensors(file, name, what, limit)
     else:
         state = _load_torch(file)
         if name not in state:
@@ -379,10 +383,12 @@ def read_tensor(checkpoint: Checkpoint, name: str) -> Matrix:
             )
         tensor = state[name]
         _check_2d(what, tuple(tensor.shape))
-        vectors, dtype = tensor_to_numpy(tensor, what=what)
-        # The array views a memory map of the file; own it, so rewriting the file is safe.
-        vectors = np.array(vectors, copy=True)
-    return Matrix(name, vectors, dtype, file)
+        total = int(tensor.shape[0])
+        vectors, dtype = tensor_to_numpy(tensor[:limit], what=what)
+        if dtype in _NUMPY_NATIVE:
+            # The array views a memory map of the file; own it, so rewriting the file is safe.
+            vectors = np.array(vectors, copy=True)
+    return Matrix(name, vectors, dtype, file, total)
 
 
 def _check_2d(what: str, shape: tuple[int, ...]) -> None:
@@ -396,10 +402,12 @@ def _check_2d(what: str, shape: tuple[int, ...]) -> None:
 # safetensors dtype -> (little-endian numpy dtype of the stored bytes, our dtype name).
 _SAFETENSORS_DTYPES = {"F16": ("<f2", "float16"), "F32": ("<f4", "float32"),
                        "F64": ("<f8", "float64"), "BF16": ("<u2", "bfloat16")}
+_NUMPY_NATIVE = ("float16", "float32", "float64")
 _BF16_CHUNK_BYTES = 32 << 20
 
 
-def _read_safetensors(file: Path, name: str, what: str) -> tuple[np.ndarray, str]:
+def _read_safetensors(file: Path, name: str, what: str,
+                      limit: int | None) -> tuple[np.ndarray, str, int]:
     """One tensor of a safetensors file, read straight into a new numpy array.
 
     ``safe_open(...).get_tensor`` goes through a memory map, so the mapped pages and the copy
@@ -442,21 +450,22 @@ def _read_safetensors(file: Path, name: str, what: str) -> tuple[np.ndarray, str
                 "bytes); it may be truncated or corrupt: download it again"
             )
         handle.seek(start)
+        wanted = rows if limit is None else min(rows, limit)
         if dtype != "bfloat16":
-            vectors = np.empty(shape, dtype=stored)  # (V, D)
+            vectors = np.empty((wanted, dim), dtype=stored)  # (N, D)
             _read_exactly(handle, vectors, file)
-            return vectors, dtype
-        vectors = np.empty(shape, dtype=np.float32)  # (V, D)
+            return vectors, dtype, rows
+        vectors = np.empty((wanted, dim), dtype=np.float32)  # (N, D)
         step = max(1, _BF16_CHUNK_BYTES // max(1, 2 * dim))
-        chunk = np.empty((min(step, rows), dim), dtype=stored)
-        for row in range(0, rows, step):
-            part = chunk[:min(step, rows - row)]
+        chunk = np.empty((min(step, wanted), dim), dtype=stored)
+        for row in range(0, wanted, step):
+            part = chunk[:min(step, wanted - row)]
             _read_exactly(handle, part, file)
             # bfloat16 is the top half of a float32: widen by a 16-bit shift, in place.
             wide = vectors[row:row + len(part)].view(np.uint32)
             wide[...] = part
             wide <<= 16
-        return vectors, dtype
+        return vectors, dtype, rows
 
 
 def _check_covered(file: Path, header: Mapping[str, Any], header_size: int) -> None:
@@ -525,9 +534,11 @@ def read_hf(path: Path, options: ReadOptions) -> EmbeddingTable:
     """
     checkpoint = open_checkpoint(path)
     name = find_embedding(checkpoint, options.tensor)
-    matrix = read_tensor(checkpoint, name)
-    rows = matrix.vectors.shape[0]
-    tokens, meta = _row_names(checkpoint.directory, rows, name)
+    # --limit keeps the first rows, unless a token filter must see every row first.
+    early = options.limit if options.keep is None and options.keep_if is None else None
+    matrix = read_tensor(checkpoint, name, limit=early)
+    rows = len(matrix.vectors)
+    tokens, meta = _row_names(checkpoint.directory, matrix.total_rows, rows, name)
     config = checkpoint.config
     meta.update({"tensor": name, SOURCE_DTYPE: matrix.source_dtype,
                  "shard": matrix.file.name})
@@ -541,22 +552,24 @@ def read_hf(path: Path, options: ReadOptions) -> EmbeddingTable:
     return EmbeddingTable(tokens, matrix.vectors, meta)
 
 
-def _row_names(directory: Path, rows: int, tensor: str) -> tuple[list[str], dict[str, str]]:
+def _row_names(directory: Path, total: int, rows: int,
+               tensor: str) -> tuple[list[str], dict[str, str]]:
+    """Names for the first ``rows`` of a ``total``-row matrix, checked against the tokenizer."""
     from embsurgeon.vocab import find_tokenizer_file, load_vocabulary
 
     found = find_tokenizer_file(directory)
     if found is None:
         return [placeholder_token(i) for i in range(rows)], {VOCABULARY: NO_VOCABULARY}
     vocab: Vocabulary = load_vocabulary(found)
-    if len(vocab) > rows:
+    if len(vocab) > total:
         raise VocabularyError(
             f"{found}: the tokenizer has {len(vocab)} tokens but tensor {tensor!r} has only "
-            f"{rows} rows; the tokenizer does not belong to these weights"
+            f"{total} rows; the tokenizer does not belong to these weights"
         )
-    tokens = list(vocab.tokens) + [placeholder_token(i) for i in range(len(vocab), rows)]
-    # Gaps in the tokenizer's id space are placeholder rows too.
-    padding = rows - len(vocab) + sum(t == placeholder_token(i) for i, t in
-                                      enumerate(vocab.tokens))
+    tokens = list(vocab.tokens[:rows]) + [placeholder_token(i)
+                                          for i in range(len(vocab), rows)]
+    # Rows past the tokenizer and gaps in its id space are both placeholder rows.
+    padding = sum(t == placeholder_token(i) for i, t in enumerate(tokens))
     meta = {VOCABULARY: found.name, "tokenizer_family": vocab.family.value}
     if padding:
         meta[PADDING_ROWS] = str(padding)

@@ -523,3 +523,23 @@ def test_cli_tensor_option_and_error(fixtures_dir, tmp_path):
 
 def test_module_keeps_heavy_imports_lazy():
     assert "torch" not in hf.__dict__ and "transformers" not in hf.__dict__
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-llama-bf16", "tiny-llama-bin-sharded"])
+def test_limit_reads_only_the_first_rows(fixtures_dir, name):
+    whole = read_table(fixtures_dir / name)
+    for limit in (5, len(whole) - 3, len(whole) + 10):
+        head = read_table(fixtures_dir / name, limit=limit)
+        n = min(limit, len(whole))
+        assert head.tokens == whole.tokens[:n]
+        np.testing.assert_array_equal(head.vectors, whole.vectors[:n])
+        assert head.source_dtype == whole.source_dtype
+        placeholders = sum(t.startswith("<embsurgeon:row:") for t in head.tokens)
+        assert head.metadata.get("padding_rows", "0") == str(placeholders)
+
+
+def test_limit_after_keep(fixtures_dir):
+    whole = read_table(fixtures_dir / "tiny-bert")
+    wanted = {whole.tokens[-1], whole.tokens[-2], whole.tokens[-3]}
+    table = read_table(fixtures_dir / "tiny-bert", keep=frozenset(wanted), limit=2)
+    assert table.tokens == whole.tokens[-3:-1]  # the filter saw every row before the limit
