@@ -26,7 +26,7 @@ from harness import DATA, Measurement, baseline_mb, measure
 EMBEDDING = "model.embed_tokens.weight"
 
 
-def build(directory: Path, vocab: int, hidden: int) -> Path:
+def build(directory: Path, vocab: int, hidden: int, dtype: str) -> Path:
     """Write the checkpoint (skipped when it is already there)."""
     if (directory / "model.safetensors.index.json").is_file():
         return directory
@@ -51,7 +51,8 @@ def build(directory: Path, vocab: int, hidden: int) -> Path:
     for number, shapes in enumerate(shards, 1):
         name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
         # One shard in memory at a time keeps generation under ~2.5 GB.
-        tensors = {k: torch.randn(s, generator=gen) * 0.02 for k, s in shapes.items()}
+        tensors = {k: (torch.randn(s, generator=gen) * 0.02).to(getattr(torch, dtype))
+                   for k, s in shapes.items()}
         save_file(tensors, str(directory / name), metadata={"format": "pt"})
         total += sum(t.numel() * t.element_size() for t in tensors.values())
         weight_map.update(dict.fromkeys(tensors, name))
@@ -62,7 +63,7 @@ def build(directory: Path, vocab: int, hidden: int) -> Path:
               "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
               "num_hidden_layers": 1, "num_attention_heads": max(1, hidden // 128),
               "num_key_value_heads": max(1, hidden // 128), "max_position_embeddings": 2048,
-              "tie_word_embeddings": False, "torch_dtype": "float32", "rms_norm_eps": 1e-5,
+              "tie_word_embeddings": False, "torch_dtype": dtype, "rms_norm_eps": 1e-5,
               "bos_token_id": 1, "eos_token_id": 2}
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     # A WordLevel tokenizer with one token per row, so the vocabulary is read as for real.
@@ -94,24 +95,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (best kept)")
     parser.add_argument("--skip-transformers", action="store_true",
                         help="leave out from_pretrained (it needs the whole model in RAM)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="dtype of the checkpoint (bfloat16 is read back as float32)")
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     vocab, hidden = (32000, 256) if args.quick else (128256, 2048)
-    directory = DATA / f"llama-sharded-{vocab}x{hidden}"
+    suffix = "" if args.dtype == "float32" else "-bf16"
+    directory = DATA / f"llama-sharded-{vocab}x{hidden}{suffix}"
     if args.build_only:
-        build(directory, vocab, hidden)
+        build(directory, vocab, hidden, args.dtype)
         return
     # Built in a child process: on Linux a child's ru_maxrss starts from its parent's, so a
     # parent that had imported torch would inflate every contender's peak memory.
-    subprocess.run([sys.executable, __file__, "--build-only", *(["--quick"] * args.quick)],
-                   check=True)
+    subprocess.run([sys.executable, __file__, "--build-only", "--dtype", args.dtype,
+                    *(["--quick"] * args.quick)], check=True)
     warm(directory)
     shard = json.loads((directory / "model.safetensors.index.json").read_text())[
         "weight_map"][EMBEDDING]
-    tensor_mb = vocab * hidden * 4 / 2**20
+    tensor_mb = vocab * hidden * 4 / 2**20  # the float32 array every contender ends with
     size_gb = sum(f.stat().st_size for f in directory.glob("*.safetensors")) / 2**30
-    print(f"checkpoint {directory} ({size_gb:.2f} GB); embedding {vocab} x {hidden} float32 "
-          f"= {tensor_mb:.0f} MB")
+    print(f"checkpoint {directory} ({size_gb:.2f} GB); embedding {vocab} x {hidden} "
+          f"{args.dtype}, {tensor_mb:.0f} MB as float32")
 
     base = baseline_mb()
     ours = best(f"""
@@ -121,14 +125,22 @@ def main() -> None:
         repeat=args.repeat)
     assert ours.result == [vocab, hidden, shard], ours.result
     # safetensors >= 0.6 hands torch a memory-mapped tensor and reads nothing until it is
-    # used, so the pt figure is the cost of a lazy view; numpy materialises the array, which is
-    # what we return, and is the peer for the targets.
-    peer = best(f"""
-        with safe_open({str(directory / shard)!r}, framework="numpy") as f:
-            w = f.get_tensor({EMBEDDING!r})
-        RESULT = list(w.shape)
-    """, label="safe_open(numpy).get_tensor", setup="from safetensors import safe_open",
-        repeat=args.repeat)
+    # used, so the untouched pt figure is the cost of a lazy view. The peer for the targets
+    # materialises the float32 array we return: numpy for float32, torch + .float() for bf16.
+    if args.dtype == "float32":
+        peer = best(f"""
+            with safe_open({str(directory / shard)!r}, framework="numpy") as f:
+                w = f.get_tensor({EMBEDDING!r})
+            RESULT = list(w.shape)
+        """, label="safe_open(numpy).get_tensor", setup="from safetensors import safe_open",
+            repeat=args.repeat)
+    else:
+        peer = best(f"""
+            with safe_open({str(directory / shard)!r}, framework="pt") as f:
+                w = f.get_tensor({EMBEDDING!r}).float()
+            RESULT = list(w.shape)
+        """, label="safe_open(pt).get_tensor().float()", setup="import torch\n"
+            "from safetensors import safe_open", repeat=args.repeat)
     lazy = best(f"""
         with safe_open({str(directory / shard)!r}, framework="pt") as f:
             w = f.get_tensor({EMBEDDING!r})
