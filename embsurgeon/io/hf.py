@@ -239,8 +239,8 @@ def read_config(directory: Path) -> dict[str, Any]:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(
-            f"{file}: not valid JSON ({exc}); fix or remove it (it only guides which tensor "
-            "is the embedding; --tensor NAME does without it)"
+            f"{file}: not valid JSON ({exc}); fix or remove it (it only says which tensor is "
+            "the embedding and which row pads; without it pass --tensor NAME)"
         ) from exc
     if not isinstance(config, dict):
         raise FormatError(f"{file}: expected a JSON object, got {type(config).__name__}")

@@ -15,7 +15,7 @@ from embsurgeon import read_table
 from embsurgeon.cli import cli
 from embsurgeon.errors import DtypeError, FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io import hf
-from embsurgeon.io.formats import FORMATS, detect_format, write_table
+from embsurgeon.io.formats import FORMATS, ReadOptions, detect_format, write_table
 from embsurgeon.io.hf import Checkpoint, WeightKind, find_embedding, sniff_hf
 from embsurgeon.io.state_dict import sniff_pt, sniff_safetensors
 from embsurgeon.table import EmbeddingTable, placeholder_token
@@ -439,7 +439,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path, layout):
 def test_invalid_config_json(copy_of):
     directory = copy_of("tiny-bert")
     (directory / "config.json").write_text('{"model_type": "bert",')
-    with pytest.raises(FormatError, match=r"config\.json: not valid JSON .*--tensor NAME"):
+    with pytest.raises(FormatError, match=r"config\.json: not valid JSON .*fix or remove it"):
         read_table(directory)
     (directory / "config.json").write_text("[1, 2]")
     with pytest.raises(FormatError, match=r"config\.json: expected a JSON object, got list"):
@@ -543,3 +543,65 @@ def test_limit_after_keep(fixtures_dir):
     wanted = {whole.tokens[-1], whole.tokens[-2], whole.tokens[-3]}
     table = read_table(fixtures_dir / "tiny-bert", keep=frozenset(wanted), limit=2)
     assert table.tokens == whole.tokens[-3:-1]  # the filter saw every row before the limit
+
+
+def test_missing_path_and_unclear_directory(tmp_path):
+    with pytest.raises(FormatError, match=r"absent: no such file or directory"):
+        hf.read_hf(tmp_path / "absent", ReadOptions())
+    for name in ("a.safetensors", "b.safetensors"):
+        save_file({"x.weight": torch.zeros(2, 2)}, tmp_path / name)
+    with pytest.raises(FormatError, match=r"several weight files \(a\.safetensors, "
+                                          r"b\.safetensors\) and none called model\.safetensors"):
+        read_table(tmp_path)
+
+
+def test_lone_nonstandard_safetensors_file(tmp_path):
+    save_file({"model.embed_tokens.weight": torch.ones(3, 2), "lm_head.weight": torch.ones(3, 2)},
+              tmp_path / "consolidated.safetensors")
+    assert read_table(tmp_path).metadata["shard"] == "consolidated.safetensors"
+
+
+def test_damaged_index(copy_of):
+    directory = copy_of("tiny-bert-sharded")
+    (directory / "model.safetensors.index.json").write_text('{"weight_map": {')
+    with pytest.raises(FormatError, match=r"index\.json: not valid JSON; the shard index is "
+                                          r"damaged"):
+        read_table(directory)
+
+
+@pytest.mark.parametrize(("name", "index_name", "tensor"), [
+    ("tiny-bert-sharded", "model.safetensors.index.json", "embeddings.word_embeddings.weight"),
+    ("tiny-llama-bin-sharded", "pytorch_model.bin.index.json", "model.embed_tokens.weight"),
+])
+def test_index_and_shard_disagree(copy_of, name, index_name, tensor):
+    directory = copy_of(name)
+    file = directory / index_name
+    index = json.loads(file.read_text())
+    right = index["weight_map"][tensor]
+    index["weight_map"][tensor] = next(s for s in index["weight_map"].values() if s != right)
+    file.write_text(json.dumps(index))
+    with pytest.raises(TensorNotFoundError, match=rf"no tensor '{tensor}', although .*says it "
+                                                  r"is there; the index and the shard do not "
+                                                  r"belong together"):
+        read_table(directory)
+
+
+def test_candidate_listing_is_bounded(tmp_path):
+    directory = _checkpoint(tmp_path, {f"layer{i}.proj.weight": (i + 2, 3) for i in range(15)})
+    with pytest.raises(TensorNotFoundError,
+                       match=r"2-D tensors: layer14\.proj\.weight 16x3, .* and 3 more; "):
+        read_table(directory)
+    only_1d = tmp_path / "flat"
+    only_1d.mkdir()
+    save_file({"a.bias": torch.zeros(3), "b.bias": torch.zeros(2)},
+              only_1d / "model.safetensors")
+    with pytest.raises(TensorNotFoundError, match=r"it holds no 2-D tensor; pass --tensor NAME"):
+        read_table(only_1d)
+
+
+def test_read_stops_at_a_short_file(tmp_path):
+    import io
+
+    array = np.empty((4, 2), dtype=np.float32)
+    with pytest.raises(FormatError, match=r"ended early, after 8 of 32 bytes of a tensor"):
+        hf._read_exactly(io.BytesIO(b"\0" * 8), array, tmp_path / "x.safetensors")
