@@ -177,6 +177,36 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
               + ", ".join(str(p) for p in written))
 
 
+@cli.command()
+@click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@read_options
+@click.option("--into", "into", metavar="NAME",
+              help="Checkpoint tensor to replace, overriding embedding detection.")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]),
+              help="Stored dtype (default: the checkpoint's own).")
+@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory whose tokenizer files replace the model's (new vocabulary).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.pass_context
+def transplant(ctx: click.Context, table_path: Path, model: Path, out: Path, into: str | None,
+               dtype: str | None, tokenizer: Path | None, force: bool, **params: Any) -> None:
+    """Write TABLE into a copy of the Hugging Face checkpoint MODEL, as directory OUT.
+
+    TABLE's rows must follow the model tokenizer's ids (align first with
+    `convert SRC TABLE --target MODEL`); a different row count resizes the model.
+    """
+    from embsurgeon.surgery import transplant as run_transplant
+
+    table = _read(ctx, table_path, params)
+    report = run_transplant(table, model, out, tensor=into, dtype=dtype, tokenizer=tokenizer,
+                            force=force)
+    head = f", head {report.head}" if report.head else ""
+    _say(ctx, f"wrote {report.rows} x {report.dim} ({report.dtype}) into {report.tensor}{head}; "
+              f"rewrote {', '.join(report.rewritten)}; model in {out}")
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="embsurgeon")

@@ -191,7 +191,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         shapes = {k: _shape(v) for k, v in header.items() if k != "__metadata__"}
         return Checkpoint(directory, WeightKind.SAFETENSORS, dict.fromkeys(shapes, weights),
                           shapes=shapes, config=config)
-    state = _load_torch(weights)
+    state = load_torch_state(weights)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     return Checkpoint(directory, WeightKind.TORCH, dict.fromkeys(shapes, weights),
                       shapes=shapes, config=config)
@@ -294,7 +294,7 @@ def find_embedding(checkpoint: Checkpoint, override: str | None = None) -> str:
         shallow = [m for m in matches if m.count(".") == depth]
         if len(shallow) == 1:
             return shallow[0]
-        shapes = _all_shapes(checkpoint)
+        shapes = all_shapes(checkpoint)
         listed = ", ".join(f"{m} {_shape_text(shapes.get(m))}" for m in shallow)
         raise TensorNotFoundError(
             f"{checkpoint.source}: several tensors could be the input embedding ({listed}); "
@@ -318,7 +318,7 @@ def _patterns(model_types: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ordered))
 
 
-def _all_shapes(checkpoint: Checkpoint) -> dict[str, tuple[int, ...]]:
+def all_shapes(checkpoint: Checkpoint) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape; opens every shard, so only for error messages."""
     if checkpoint.shapes:
         return dict(checkpoint.shapes)
@@ -330,7 +330,7 @@ def _all_shapes(checkpoint: Checkpoint) -> dict[str, tuple[int, ...]]:
             header = safetensors_header(file) or {}
             shapes.update({k: _shape(v) for k, v in header.items() if k != "__metadata__"})
         else:
-            shapes.update({k: tuple(v.shape) for k, v in _load_torch(file).items()})
+            shapes.update({k: tuple(v.shape) for k, v in load_torch_state(file).items()})
     return shapes
 
 
@@ -339,7 +339,7 @@ def _shape_text(shape: tuple[int, ...] | None) -> str:
 
 
 def _candidates(checkpoint: Checkpoint) -> str:
-    shapes = _all_shapes(checkpoint)
+    shapes = all_shapes(checkpoint)
     two_d = sorted(((n, s) for n, s in shapes.items() if len(s) == 2),
                    key=lambda item: (-item[1][0], item[0]))
     if not two_d:
@@ -375,7 +375,7 @@ def read_tensor(checkpoint: Checkpoint, name: str, *, limit: int | None = None) 
     if checkpoint.kind is WeightKind.SAFETENSORS:
         vectors, dtype, total = _read_safetensors(file, name, what, limit)
     else:
-        state = _load_torch(file)
+        state = load_torch_state(file)
         if name not in state:
             raise TensorNotFoundError(
                 f"{file}: no tensor {name!r}, although {checkpoint.index} says it is there; "
@@ -492,7 +492,7 @@ def _read_exactly(handle: Any, array: np.ndarray, file: Path) -> None:
         done += got
 
 
-def _load_torch(file: Path) -> dict[str, Any]:
+def load_torch_state(file: Path) -> dict[str, Any]:
     """A ``torch.save``d state dict, memory-mapped, never unpickling code."""
     import pickle
 
