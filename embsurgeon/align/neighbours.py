@@ -112,7 +112,10 @@ def _prepare(name: str, tokens: Sequence[str], surfaces: Sequence[Surface],
     if len(aux) == 0 or aux.dim == 0:
         raise AlignmentError(f"--init {name}: the auxiliary table is empty ({aux!r})")
     shared = _shared(name, aux, context)
-    return aux, shared, _find_queries(aux, tokens, surfaces)
+    queries = _find_queries(aux, tokens, surfaces)
+    # A zero aux vector has no direction: every candidate would tie, so build nothing.
+    live = np.abs(aux.vectors[queries.aux_rows]).max(axis=1, initial=0.0) > 0
+    return aux, shared, _Queries(queries.positions[live], queries.aux_rows[live])
 
 
 def _shared(name: str, aux: EmbeddingTable, context: InitContext) -> _Shared:

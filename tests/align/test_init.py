@@ -234,6 +234,14 @@ def test_knn_and_omp_are_deterministic_and_batched_consistently(aux_world, monke
         assert whole.sources == split.sources
 
 
+@pytest.mark.parametrize("method", ["knn", "omp"])
+def test_a_zero_aux_vector_builds_nothing(method):
+    aux = EmbeddingTable(["a", "b", "new"], np.array([[1, 0], [0, 1], [0, 0]], np.float32))
+    source = EmbeddingTable(["a", "b"], np.eye(2, dtype=np.float32))
+    r = initialize(method, ["new"], [Surface("new", True)], InitContext(source, aux=aux, k=1))
+    assert r.filled.tolist() == [False] and r.sources == ((),)
+
+
 def test_aux_to_source_maps_aux_tokens_onto_other_source_spellings():
     aux = EmbeddingTable(["cat", "dog", "kitten"],
                          np.array([[1, 0], [0, 1], [0.95, 0.05]], np.float32))
