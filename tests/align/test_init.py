@@ -513,3 +513,24 @@ def test_subword_without_a_tokenizer_file():
     vocab = Vocabulary(("a", "b"), TokenizerFamily.BYTE_BPE, source="vocab.json")
     with pytest.raises(AlignmentError, match=r"vocabulary 'vocab\.json' has no tokenizer file"):
         _subword(_random_table(["a", "b"]), vocab, [Surface("ab", True)])
+
+
+def test_wordpiece_agrees_with_the_real_minilm_tokenizer(minilm_dir):
+    from tokenizers import Tokenizer
+
+    from embsurgeon.vocab import load_vocabulary
+
+    tok = Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    for source in ("tokenizer.json", "vocab.txt"):
+        vocab = load_vocabulary(minilm_dir / source)
+        table = _random_table(vocab.tokens, dim=4)
+        stems = [t for t in vocab.tokens[2000:30000:97] if t.isalpha()]
+        words = [w for stem in stems for w in (stem + "ization", "Un" + stem + "ly")]
+        words += ["Café", "naïve", "don't", "中国人", "e-mail", "ü", "x" * 120, "Straße"]
+        r = _subword(table, vocab, [Surface(w, True) for w in words])
+        for i, word in enumerate(words):
+            expected = [p for p in tok.encode(word, add_special_tokens=False).tokens
+                        if p != "[UNK]"]
+            assert list(r.sources[i]) == expected, (source, word)
