@@ -65,9 +65,34 @@ def test_mvn_has_the_source_covariance():
     assert np.abs(cov_new - cov_src).max() < 0.05 * np.abs(cov_src).max()
 
 
-def test_mvn_with_fewer_rows_than_dimensions_stays_in_their_span():
+@pytest.mark.parametrize("via", ["rows", "covariance"])
+def test_both_mvn_routes_have_the_source_covariance(via):
+    x = _correlated(300, 6, seed=5)
+    draws = sample_mvn(x.astype(np.float32), 30000, np.random.default_rng(1), via=via)
+    np.testing.assert_allclose(draws.mean(0), x.mean(0), atol=0.03)
+    cov = np.cov(x.T)
+    assert np.abs(np.cov(draws.T) - cov).max() < 0.05 * np.abs(cov).max()
+
+
+def test_mvn_picks_the_cheaper_route_and_is_deterministic(monkeypatch):
+    import embsurgeon.align.init as init
+
+    x = _correlated(400, 64, seed=6)
+    few = sample_mvn(x, 3, np.random.default_rng(2))  # 3 draws: by rows
+    np.testing.assert_array_equal(few, sample_mvn(x, 3, np.random.default_rng(2), via="rows"))
+    many = sample_mvn(x, 500, np.random.default_rng(2))  # 500 draws: by covariance
+    np.testing.assert_array_equal(
+        many, sample_mvn(x, 500, np.random.default_rng(2), via="covariance"))
+    monkeypatch.setattr(init, "_DRAW_ELEMENTS", 7)  # chunking changes draws but not the law
+    assert sample_mvn(x, 3, np.random.default_rng(2)).shape == (3, 64)
+    with pytest.raises(AlignmentError, match="via must be auto, rows or covariance, not 'svd'"):
+        sample_mvn(x, 3, np.random.default_rng(2), via="svd")
+
+
+@pytest.mark.parametrize("via", ["rows", "covariance"])
+def test_mvn_with_fewer_rows_than_dimensions_stays_in_their_span(via):
     x = _correlated(5, 32, seed=2)  # C < D: covariance of rank 4
-    draws = sample_mvn(x, 20000, np.random.default_rng(0))
+    draws = sample_mvn(x, 20000, np.random.default_rng(0), via=via)
     centred = x - x.mean(0)
     # Every draw minus the mean lies in the span of the centred rows...
     coef, *_ = np.linalg.lstsq(centred.T, (draws - x.mean(0)).T, rcond=None)
