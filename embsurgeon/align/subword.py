@@ -196,14 +196,14 @@ def _gpt2_files(source: str) -> str | None:
 
 @lru_cache(maxsize=4)
 def _load_gpt2(vocab_json: str) -> Any:
-    tokenizers = require("tokenizers", extra="test", purpose="--init subword")
+    tokenizers = require("tokenizers", extra="align", purpose="--init subword")
     return tokenizers.models.BPE.from_file(vocab_json, str(Path(vocab_json).parent / "merges.txt"))
 
 
 @lru_cache(maxsize=4)
 def _load_model(path: str) -> Any:
     """The source tokenizer's model (a `tokenizers` Model) for pre-split text."""
-    tokenizers = require("tokenizers", extra="test", purpose="--init subword")
+    tokenizers = require("tokenizers", extra="align", purpose="--init subword")
     if path.endswith(".model"):
         spm = require("sentencepiece", extra="sentencepiece", purpose="--init subword")
         processor = spm.SentencePieceProcessor()
