@@ -27,10 +27,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from embsurgeon.errors import FormatError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, VocabularyError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
-from embsurgeon.io.formats import DecodeErrors, ReadOptions, WriteOptions
+from embsurgeon.io.formats import DecodeErrors, DType, ReadOptions, WriteOptions
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
@@ -116,7 +116,7 @@ def first_bytes_error(path: Path, head: bytes, reading: str) -> FormatError | No
     """An error saying which ``--from`` to use, when ``head`` is another known format."""
     from embsurgeon.io.formats import FormatName
 
-    if head.startswith(_FASTTEXT_MAGIC) or _looks_old_fasttext(head):
+    if head.startswith(_FASTTEXT_MAGIC) or looks_old_fasttext(head):
         other = FormatName.FASTTEXT_BIN
     elif head.startswith(b"\x80") or head.startswith(b"PK\x03\x04"):
         return FormatError(
@@ -139,7 +139,7 @@ def _looks_word2vec_bin(head: bytes) -> bool:
     return bool(nl) and parse_header(first) is not None and looks_binary(rest[:1024])
 
 
-def _looks_old_fasttext(head: bytes) -> bool:
+def looks_old_fasttext(head: bytes) -> bool:
     """fastText .bin from before the magic number: a header of plausible small integers."""
     if len(head) < 48:
         return False
@@ -162,11 +162,7 @@ def is_vector_line(line: bytes, dim: int | None = None) -> bool:
     fields = line.split()
     if len(fields) < 2 or (dim is not None and len(fields) < dim + 1):
         return False
-    try:
-        [float(f) for f in fields[-(dim or len(fields) - 1):]]
-    except ValueError:
-        return False
-    return True
+    return all(_is_float(f) for f in fields[-(dim or len(fields) - 1):])
 
 
 def sniff_word2vec(path: Path, head: bytes) -> bool:
@@ -191,10 +187,12 @@ def sniff_glove(path: Path, head: bytes) -> bool:
     lines = text.split(b"\n")
     if len(lines) > 1:
         lines.pop()  # possibly cut off by the 4 KiB head
-    lines = [line for line in lines if line.strip()]
+    lines = [line for line in lines if line.strip()][:SNIFF_LINES]
     if not lines or parse_header(lines[0]) is not None:
         return False
-    return all(is_vector_line(line) for line in lines[:20])
+    # The most common field count gives the dimension, as in the reader: tokens may hold spaces.
+    dim = Counter(len(line.split()) for line in lines).most_common(1)[0][0] - 1
+    return dim >= 1 and all(is_vector_line(line, dim) for line in lines)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -472,8 +470,11 @@ class _TextReader:
         if body.count(b" ") - trailing != rows * dim:
             return None
         try:
+            # Single-space delimiter: latin-1 would make byte 0xA0 inside a UTF-8 token a
+            # (non-breaking) space, and whitespace splitting would split the token there.
             block = np.loadtxt(io.BytesIO(body), dtype=np.float32, usecols=range(1, dim + 1),
-                               comments=None, quotechar=None, encoding="latin-1", ndmin=2)
+                               delimiter=" ", comments=None, quotechar=None, encoding="latin-1",
+                               ndmin=2)
         except ValueError:
             return None
         if block.shape != (rows, dim):
@@ -498,9 +499,7 @@ class _TextReader:
                     f"token and {dim} numbers"
                 )
             try:
-                if b"_" in line:  # Python's float() takes 1_000; no vector file means that
-                    raise ValueError("underscore")
-                values.append([float(x) for x in parts[1:]])
+                values.append([_to_float(x) for x in parts[1:]])
             except ValueError as exc:
                 bad = next(x for x in parts[1:] if not _is_float(x))
                 raise FormatError(
@@ -529,11 +528,15 @@ class _TextReader:
         )
 
 
+def _to_float(text: bytes) -> float:
+    if b"_" in text:  # Python's float() takes 1_000; no vector file means that
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def _is_float(text: bytes) -> bool:
-    if b"_" in text:
-        return False
     try:
-        float(text)
+        _to_float(text)
     except ValueError:
         return False
     return True
@@ -564,6 +567,8 @@ def check_token(token: str, row: int, fmt: str, *, spaces: bool) -> None:
         problem = "starts or ends with whitespace"
     elif not spaces and any(ch.isspace() for ch in token):
         problem = "contains whitespace"
+    elif any(ch < " " and ch != "\t" for ch in token):
+        problem = "contains a control character"  # readers take such bytes for binary data
     if problem is not None:
         raise VocabularyError(
             f"token {token!r} (row {row}) {problem}, which {fmt} cannot hold; rename or drop it"
@@ -577,8 +582,15 @@ def _format_rows(tokens: list[str], vectors: np.ndarray) -> str:
                                                               strict=True)])
 
 
+def refuse_dtype(options: WriteOptions, fmt: str) -> None:
+    """Word-vector formats hold float32 only; ``--dtype`` would be silently ignored."""
+    if options.dtype not in (None, DType.FLOAT32):
+        raise DtypeError(f"{fmt} writes float32 values; drop --dtype {options.dtype.value}")
+
+
 def _write_text(table: EmbeddingTable, path: Path, options: WriteOptions, *, header: bool,
                 fmt: str) -> list[Path]:
+    refuse_dtype(options, fmt)
     for row, token in enumerate(table.tokens):
         check_token(token, row, fmt, spaces=True)
     if header is False and len(table) and table.dim == 1 and parse_header(
