@@ -23,7 +23,7 @@ import numpy as np
 from embsurgeon.errors import FormatError, VocabularyError, require
 from embsurgeon.io.compression import open_binary
 from embsurgeon.io.formats import ReadOptions
-from embsurgeon.io.text import looks_old_fasttext, check_encoding
+from embsurgeon.io.text import check_encoding, looks_old_fasttext
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
 _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")

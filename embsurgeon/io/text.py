@@ -80,8 +80,9 @@ def check_encoding(encoding: str) -> None:
 class Decoder:
     """Turns token bytes into ``str`` under ``--encoding``/``--decode-errors``, counting damage."""
 
-    def __init__(self, path: Path, encoding: str, errors: DecodeErrors) -> None:
-        self.path, self.encoding, self.errors = path, encoding, errors
+    def __init__(self, path: Path, encoding: str, errors: DecodeErrors, unit: str = "line"
+                 ) -> None:
+        self.path, self.encoding, self.errors, self.unit = path, encoding, errors, unit
         self.replaced = 0
 
     def one(self, raw: bytes, line: int) -> str:
@@ -90,7 +91,7 @@ class Decoder:
         except UnicodeDecodeError as exc:
             if self.errors is DecodeErrors.STRICT:
                 raise FormatError(
-                    f"{self.path}, line {line}: token bytes {raw[:40]!r} are not valid "
+                    f"{self.path}, {self.unit} {line}: token bytes {raw[:40]!r} are not valid "
                     f"{self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
                     "--decode-errors replace"
                 ) from exc
@@ -170,7 +171,7 @@ def sniff_word2vec(path: Path, head: bytes) -> bool:
     text = _text_head(head)
     if text is None:
         return False
-    first, nl, rest = text.partition(b"\n")
+    first, _, rest = text.partition(b"\n")
     header = parse_header(first)
     if header is None:
         return False
@@ -383,7 +384,7 @@ class _TextReader:
         counts = Counter(len(line.split()) for line in data)
         inferred = counts.most_common(1)[0][0] - 1 if counts else None
         if header is not None:
-            rows, dim = header
+            _, dim = header
             if inferred is None or inferred == dim or (len(data) and all(
                     len(line.split()) > dim for line in data)):
                 if dim == 0:

@@ -70,7 +70,7 @@ class _BinaryReader:
     def __init__(self, path: Path, options: ReadOptions) -> None:
         self.path = path
         self.options = options
-        self.decoder = Decoder(path, options.encoding, options.decode_errors)
+        self.decoder = Decoder(path, options.encoding, options.decode_errors, unit="record")
 
     def read(self) -> EmbeddingTable:
         path, opts = self.path, self.options
@@ -166,7 +166,7 @@ class _BinaryReader:
             return
         nbytes = dim * _ROW_DTYPE.itemsize
         dest = sink.reserve(len(taken), rows - record)  # (n, D)
-        target = memoryview(dest).cast("B")
+        target = dest.data.cast("B")
         source = memoryview(buf)
         picks = offsets[:len(taken)] if keep_rows is None else [offsets[r] for r in keep_rows]
         for j, offset in enumerate(picks):

@@ -164,7 +164,7 @@ def test_nonfinite_named_by_line_unless_allowed(fixtures_dir):
 def test_value_too_large_for_float32_is_refused(tmp_path):
     path = tmp_path / "big.txt"
     path.write_text("a 1 2\nb 1e39 2\n")
-    with pytest.raises(FormatError, match="line 2: NaN or infinite value .*too large"):
+    with pytest.raises(FormatError, match=r"line 2: NaN or infinite value .*too large"):
         _read(path)
 
 
@@ -292,7 +292,7 @@ def test_bad_text_files(tmp_path, content, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FormatError, match="nope.txt: no such file"):
+    with pytest.raises(FormatError, match=r"nope.txt: no such file"):
         _read(tmp_path / "nope.txt")
 
 
@@ -346,7 +346,8 @@ def _tables(with_spaces: bool):
     return st.builds(build, _TOKENS, st.integers(1, 6), st.data())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=_tables(with_spaces=True))
 def test_word2vec_text_round_trip(tmp_path, table):
     path = tmp_path / "rt.vec"
@@ -356,15 +357,17 @@ def test_word2vec_text_round_trip(tmp_path, table):
     np.testing.assert_array_equal(back.vectors, table.vectors)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(table=_tables(with_spaces=False))
 def test_glove_text_round_trip(tmp_path, table):
     path = tmp_path / "rt.txt"
-    try:
-        write_glove(table, path, WriteOptions(force=True))
-    except VocabularyError as exc:  # the one ambiguous case, refused by design
-        assert "would read back as a word2vec header" in str(exc)
+    if table.dim == 1 and table.tokens[0].isdigit() and table.tokens[0].isascii():
+        # The one ambiguous case ("3 5" looks like a header), refused by design.
+        with pytest.raises(VocabularyError, match="would read back as a word2vec header"):
+            write_glove(table, path, WriteOptions(force=True))
         return
+    write_glove(table, path, WriteOptions(force=True))
     back = _read(path)
     assert back.tokens == table.tokens
     np.testing.assert_array_equal(back.vectors, table.vectors)
@@ -396,7 +399,7 @@ def test_text_writers_refuse_dtype_and_overwrite(tmp_path):
                                          "float16"):
         write_word2vec(table, tmp_path / "x.vec", WriteOptions(dtype="float16"))
     write_glove(table, tmp_path / "x.txt", WriteOptions())
-    with pytest.raises(OutputError, match="x.txt already exists; pass --force"):
+    with pytest.raises(OutputError, match=r"x.txt already exists; pass --force"):
         write_glove(table, tmp_path / "x.txt", WriteOptions())
 
 
