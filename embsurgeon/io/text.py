@@ -292,29 +292,26 @@ class _TextReader:
         self.file_size = path.stat().st_size
         self.compressed = compression_of(path) is not None
 
-    # The chunks, each a run of whole lines with the line number of its first line.
-    def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[tuple[bytes, int]]:
+    def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[bytes]:
+        """Runs of whole lines, each copied once (reading is a large share of the time)."""
         pending = first
-        line_no = 1
-        eof = False
         while True:
-            if not eof:
-                try:
-                    more = handle.read(CHUNK_BYTES)
-                except _STREAM_ERRORS as exc:
-                    raise corrupt_stream(self.path, exc) from exc
-                bar.update(len(more))  # type: ignore[attr-defined]
-                eof = not more
-                pending += more
-            cut = len(pending) if eof else pending.rfind(b"\n") + 1
-            if cut == 0 and not eof:
-                continue  # one line longer than a chunk: keep reading
-            chunk, pending = pending[:cut], pending[cut:]
-            if chunk:
-                yield chunk, line_no
-                line_no += chunk.count(b"\n")
-            if eof:
+            try:
+                more = handle.read(CHUNK_BYTES)
+            except _STREAM_ERRORS as exc:
+                raise corrupt_stream(self.path, exc) from exc
+            bar.update(len(more))  # type: ignore[attr-defined]
+            if not more:
+                if pending:
+                    yield pending
                 return
+            cut = more.rfind(b"\n") + 1
+            if cut == 0:  # no line ends in this read: a very long line
+                pending = b"".join((pending, more))
+                continue
+            yield b"".join((pending, memoryview(more)[:cut])) if pending else (
+                more if cut == len(more) else more[:cut])
+            pending = more[cut:]
 
     def read(self) -> EmbeddingTable:
         opts = self.options
@@ -335,11 +332,11 @@ class _TextReader:
             self._refuse_binary(head)
             header, dim, body_start = self._layout(head)
             sink = self._sink(header, dim, head[body_start:], body_start)
-            body_line = 2 if header else 1
             rows_seen = 0
-            chunks = self._chunks(handle, head[body_start:], bar)
-            for chunk, line_no in chunks:
-                tokens, block = self._parse(chunk, dim, body_line + line_no - 1)
+            line_no = 2 if header else 1
+            for chunk in self._chunks(handle, head[body_start:], bar):
+                tokens, block, lines = self._parse(chunk, dim, line_no)
+                line_no += lines
                 rows_seen += len(tokens)
                 if header and rows_seen > header[0]:
                     raise FormatError(
@@ -439,11 +436,16 @@ class _TextReader:
 
     # -- parsing one chunk ------------------------------------------------------------------
 
-    def _parse(self, chunk: bytes, dim: int, first_line: int) -> tuple[list[str], np.ndarray]:
+    def _parse(self, chunk: bytes, dim: int, first_line: int
+               ) -> tuple[list[str], np.ndarray, int]:
+        """(tokens, (B, D) vectors, number of lines) of one chunk."""
         fast = self._parse_fast(chunk, dim, first_line)
         if fast is None:
-            return self._parse_slow(chunk, dim, first_line)
-        return fast
+            tokens, block = self._parse_slow(chunk, dim, first_line)
+        else:
+            tokens, block = fast  # no blank lines on this path: one line per token
+            return tokens, block, len(tokens)
+        return tokens, block, chunk.count(b"\n") + (not chunk.endswith(b"\n"))
 
     def _parse_fast(self, chunk: bytes, dim: int,
                     first_line: int) -> tuple[list[str], np.ndarray] | None:
