@@ -20,7 +20,7 @@ import io
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -85,20 +85,20 @@ class Decoder:
         self.path, self.encoding, self.errors, self.unit = path, encoding, errors, unit
         self.replaced = 0
 
-    def one(self, raw: bytes, line: int) -> str:
+    def one(self, raw: bytes | bytearray, line: int) -> str:
         try:
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
             if self.errors is DecodeErrors.STRICT:
                 raise FormatError(
-                    f"{self.path}, {self.unit} {line}: token bytes {raw[:40]!r} are not valid "
-                    f"{self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
+                    f"{self.path}, {self.unit} {line}: token bytes {bytes(raw[:40])!r} are not "
+                    f"valid {self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
                     "--decode-errors replace"
                 ) from exc
             self.replaced += 1
             return raw.decode(self.encoding, errors="replace")
 
-    def many(self, raws: list[bytes], first_line: int) -> list[str]:
+    def many(self, raws: Sequence[bytes | bytearray], first_line: int) -> list[str]:
         """Decode a chunk's tokens in one call; only a failure goes token by token."""
         try:
             joined = b"\n".join(raws).decode(self.encoding)
