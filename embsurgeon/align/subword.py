@@ -400,21 +400,6 @@ def _fewest_words(text: str, available: _Known) -> list[str]:
 
 # -- fastText n-grams -----------------------------------------------------------------------
 
-@lru_cache(maxsize=2)
-def _load_fasttext(path: str) -> Any:
-    """gensim's FastTextKeyedVectors for a Facebook ``.bin`` (cached: these are gigabytes).
-
-    Kept local until the shared loader in ``embsurgeon.io`` lands.
-    """
-    require("gensim", extra="gensim", purpose="--init subword with a fastText .bin")
-    from gensim.models.fasttext import load_facebook_vectors
-
-    try:
-        return load_facebook_vectors(path)
-    except (OSError, ValueError, NotImplementedError) as exc:
-        raise AlignmentError(f"{path}: cannot load it as a fastText .bin ({exc})") from exc
-
-
 def _fasttext_init(tokens: Sequence[str], surfaces: Sequence[Surface], path: str,
                    dim: int) -> InitResult:
     """Average of each word's character n-gram vectors, as fastText builds unseen words.
@@ -422,9 +407,12 @@ def _fasttext_init(tokens: Sequence[str], surfaces: Sequence[Surface], path: str
     Only the n-grams are used, never the model's own vector for the word, so self-validation
     on held-out words cannot peek at them.
     """
-    from gensim.models.fasttext import compute_ngrams, ft_ngram_hashes
+    from embsurgeon.io.gensim_native import load_fasttext_vectors
 
-    model = _load_fasttext(path)
+    # The reader's cache: the source table was read from this file, so it is loaded once.
+    model = load_fasttext_vectors(path)
+    from gensim.models.fasttext import compute_ngrams, ft_ngram_hashes  # loaded by the above
+
     if model.vector_size != dim:
         raise AlignmentError(
             f"{path}: fastText vectors have dimension {model.vector_size} but the source table "

@@ -574,3 +574,13 @@ def test_gpt2_vocab_json_with_merges(tmp_path):
     r = _subword(table, vocab, [Surface(w, True) for w in WORDS])
     for i, word in enumerate(WORDS):
         assert list(r.sources[i]) == tok.encode(" " + word).tokens
+
+
+def test_fasttext_path_that_is_not_a_fasttext_model(tmp_path):
+    from embsurgeon.errors import FormatError
+
+    bogus = tmp_path / "vectors.bin"
+    bogus.write_bytes(b"not a model at all" * 10)
+    with pytest.raises(FormatError, match="no fastText header"):
+        initialize("subword", ["x"], [Surface("x", True)],
+                   InitContext(_table(np.ones((2, 3))), fasttext_path=str(bogus)))
