@@ -75,5 +75,6 @@ def match_norms(vectors: np.ndarray, reference_norms: np.ndarray, *,
             ranks[order] = np.arange(n)
             # Mid-point plotting positions: one new row maps to the median, never to the extremes.
             target[live] = np.quantile(ref, (ranks + 0.5) / n)
-    scale = np.divide(target, norms, out=np.zeros_like(norms), where=live)  # (M,)
-    return (work * scale[:, None]).astype(vectors.dtype, copy=False)
+    # A row whose squared norm underflows (entries below ~1e-162) counts as zero.
+    unit = np.divide(work, norms[:, None], out=np.zeros_like(work), where=live[:, None])
+    return (unit * target[:, None]).astype(vectors.dtype, copy=False)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from embsurgeon.align.norms import NormMatch, match_norms
 from embsurgeon.errors import AlignmentError
@@ -48,6 +51,12 @@ def test_none_and_empty_are_copies():
     assert match_norms(np.zeros((0, 3)), np.array([1.0])).shape == (0, 3)
 
 
+def test_rows_too_small_to_have_a_norm_count_as_zero():
+    out = match_norms(np.array([[1e-200, 0.0], [1e-150, 1e-150]]), np.array([1e3, 2e3]))
+    assert np.isfinite(out).all() and not out[0].any()
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), [0.0, 1500.0])
+
+
 def test_errors():
     with pytest.raises(AlignmentError, match="unknown norm matching 'l1'; choose one of none"):
         match_norms(np.ones((1, 2)), np.ones(1), method="l1")
@@ -57,3 +66,18 @@ def test_errors():
         match_norms(np.ones((1, 2)), np.array([np.nan]))
     with pytest.raises(AlignmentError, match="needs a 2-D matrix"):
         match_norms(np.ones(3), np.ones(1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 5)),
+              elements=st.floats(-1e3, 1e3)),
+       arrays(np.float64, st.integers(1, 20), elements=st.floats(0, 1e3)))
+def test_quantile_mapping_properties(vectors, reference):
+    out = match_norms(vectors, reference)
+    before, after = np.linalg.norm(vectors, axis=1), np.linalg.norm(out, axis=1)
+    live = before > 0
+    assert (after[~live] == 0).all() and np.isfinite(out).all()
+    assert (after[live] >= reference.min() - 1e-9).all()
+    assert (after[live] <= reference.max() + 1e-9).all()
+    order = np.argsort(before[live], kind="stable")
+    assert (np.diff(after[live][order]) >= -1e-9).all()  # the order of norms is kept
