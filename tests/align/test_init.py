@@ -1,0 +1,141 @@
+"""Initialization methods: moments, subword, knn/omp, dispatch and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embsurgeon.align.forms import Surface
+from embsurgeon.align.init import (
+    InitContext,
+    InitMethod,
+    initialize,
+    sample_mvn,
+)
+from embsurgeon.errors import AlignmentError
+from embsurgeon.table import EmbeddingTable
+
+
+def _table(vectors: np.ndarray, prefix: str = "t") -> EmbeddingTable:
+    return EmbeddingTable([f"{prefix}{i}" for i in range(len(vectors))],
+                          np.asarray(vectors, dtype=np.float32))
+
+
+def _targets(n: int) -> tuple[list[str], list[Surface]]:
+    tokens = [f"new{i}" for i in range(n)]
+    return tokens, [Surface(t, True) for t in tokens]
+
+
+def _correlated(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    return rng.standard_normal((n, dim)) @ mix + rng.standard_normal(dim)
+
+
+# -- moments -----------------------------------------------------------------------------------
+
+def test_zero_fills_zeros():
+    r = initialize(InitMethod.ZERO, *_targets(3), InitContext(_table(np.ones((4, 5)))))
+    assert r.vectors.shape == (3, 5) and r.vectors.dtype == np.float32
+    assert not r.vectors.any() and r.filled.all() and r.n_filled == 3
+
+
+def test_mean_uses_reference_rows_when_given():
+    src = _table(np.array([[0.0, 0.0], [2.0, 4.0], [4.0, 8.0]]))
+    everything = initialize("mean", *_targets(2), InitContext(src))
+    np.testing.assert_allclose(everything.vectors, [[2.0, 4.0]] * 2)
+    copied = initialize("mean", *_targets(1), InitContext(src, reference_rows=np.array([1, 2])))
+    np.testing.assert_allclose(copied.vectors, [[3.0, 6.0]])
+
+
+def test_normal_matches_per_dimension_moments():
+    x = _correlated(3000, 6)
+    r = initialize("normal", *_targets(20000), InitContext(_table(x), seed=3))
+    np.testing.assert_allclose(r.vectors.mean(0), x.mean(0), atol=0.05)
+    np.testing.assert_allclose(r.vectors.std(0), x.std(0, ddof=1), rtol=0.03)
+    off = np.corrcoef(r.vectors.T) - np.eye(6)
+    assert np.abs(off).max() < 0.05  # per-dimension: no correlations
+
+
+def test_mvn_has_the_source_covariance():
+    x = _correlated(4000, 8)
+    r = initialize("mvn", *_targets(40000), InitContext(_table(x), seed=7))
+    np.testing.assert_allclose(r.vectors.mean(0), x.mean(0), atol=0.03)
+    cov_src, cov_new = np.cov(x.T), np.cov(r.vectors.T.astype(np.float64))
+    assert np.abs(cov_new - cov_src).max() < 0.05 * np.abs(cov_src).max()
+
+
+def test_mvn_with_fewer_rows_than_dimensions_stays_in_their_span():
+    x = _correlated(5, 32, seed=2)  # C < D: covariance of rank 4
+    draws = sample_mvn(x, 20000, np.random.default_rng(0))
+    centred = x - x.mean(0)
+    # Every draw minus the mean lies in the span of the centred rows...
+    coef, *_ = np.linalg.lstsq(centred.T, (draws - x.mean(0)).T, rcond=None)
+    np.testing.assert_allclose(centred.T @ coef, (draws - x.mean(0)).T, atol=1e-8)
+    # ...and the draws have the (singular) sample covariance.
+    np.testing.assert_allclose(np.cov(draws.T), np.cov(x.T), atol=0.06 * np.abs(np.cov(x.T)).max())
+
+
+def test_mvn_survives_a_rank_deficient_covariance_with_many_rows():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2000, 3)) @ rng.standard_normal((3, 10))  # rank 3 in 10-D, C > D
+    draws = sample_mvn(x.astype(np.float32), 1000, rng)
+    assert np.isfinite(draws).all()
+    assert np.linalg.matrix_rank(draws - draws.mean(0), tol=1e-6) == 3
+
+
+@pytest.mark.parametrize("method", ["normal", "mvn"])
+def test_random_methods_are_deterministic_for_a_seed(method):
+    src = _table(_correlated(50, 4))
+    first = initialize(method, *_targets(5), InitContext(src, seed=11)).vectors
+    again = initialize(method, *_targets(5), InitContext(src, seed=11)).vectors
+    other = initialize(method, *_targets(5), InitContext(src, seed=12)).vectors
+    assert (first == again).all() and not (first == other).all()
+
+
+def test_single_reference_row_gives_its_copy():
+    src = _table(np.array([[1.0, 2.0], [5.0, 5.0]]))
+    r = initialize("mvn", *_targets(2), InitContext(src, reference_rows=np.array([0])))
+    np.testing.assert_allclose(r.vectors, [[1.0, 2.0]] * 2)
+
+
+# -- dispatch and errors --------------------------------------------------------------------
+
+def test_empty_targets_give_an_empty_result():
+    r = initialize("mean", [], [], InitContext(_table(np.ones((2, 3)))))
+    assert r.vectors.shape == (0, 3) and r.filled.shape == (0,) and r.sources == ()
+
+
+def test_unknown_method():
+    with pytest.raises(AlignmentError, match="unknown init method 'fancy'; choose one of zero"):
+        initialize("fancy", [], [], InitContext(_table(np.ones((1, 2)))))
+
+
+def test_tokens_and_surfaces_must_agree():
+    with pytest.raises(AlignmentError, match="2 target tokens but 1 surfaces"):
+        initialize("zero", ["a", "b"], [Surface("a", True)], InitContext(_table(np.ones((1, 2)))))
+
+
+def test_empty_source():
+    empty = EmbeddingTable([], np.zeros((0, 4), dtype=np.float32))
+    with pytest.raises(AlignmentError, match="--init mean: the source table has no rows"):
+        initialize("mean", *_targets(1), InitContext(empty))
+
+
+@pytest.mark.parametrize(("rows", "words"), [
+    (np.array([], dtype=np.int64), "non-empty 1-D array"),
+    (np.array([0, 9]), "reference row 9 is out of range for a source of 2 rows"),
+])
+def test_bad_reference_rows(rows, words):
+    with pytest.raises(AlignmentError, match=words):
+        initialize("mean", *_targets(1), InitContext(_table(np.ones((2, 2))), reference_rows=rows))
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("k", 0, "k must be at least 1, got 0"),
+    ("temperature", 0.0, "temperature must be positive, got 0.0"),
+])
+def test_bad_knobs(field, value, words):
+    context = InitContext(_table(np.ones((2, 2))), **{field: value})
+    with pytest.raises(AlignmentError, match=words):
+        initialize("knn", *_targets(1), context)
