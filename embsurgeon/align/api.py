@@ -37,8 +37,8 @@ from embsurgeon.align.init import (
 )
 from embsurgeon.align.match import (
     DEFAULT_MATCH,
-    MatchLevel,
     Matching,
+    MatchLevel,
     match_tokens,
     parse_levels,
 )
@@ -287,12 +287,13 @@ def run_chain(chain: Sequence[InitMethod], tokens: Sequence[str],
         if todo.size == 0:
             break
         eligible = todo if method in _SURFACE_FREE else np.array(
-            [i for i in todo if forms[i] is not None], dtype=np.int64)
+            [i for i in todo.tolist() if forms[i] is not None], dtype=np.int64)
         if eligible.size == 0:
             continue
-        result = initialize(method, [tokens[i] for i in eligible],
-                            [forms[i] or Surface(tokens[i], True) for i in eligible], context)
-        for j, i in enumerate(eligible):
+        picked = eligible.tolist()
+        result = initialize(method, [tokens[i] for i in picked],
+                            [forms[i] or Surface(tokens[i], True) for i in picked], context)
+        for j, i in enumerate(picked):
             if result.filled[j]:
                 out[i] = result.vectors[j]
                 methods[i] = method.value

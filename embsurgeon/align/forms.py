@@ -71,7 +71,7 @@ def encode_byte_level(text: str) -> str:
     'ĠcafÃ©'
     """
     table = byte_to_unicode()
-    return "".join(table[b] for b in text.encode("utf-8"))
+    return "".join(table[b] for b in text.encode("utf-8", errors="surrogateescape"))
 
 
 def _decode_bytes(data: bytes) -> str:
@@ -89,6 +89,11 @@ def decode_byte_level(token: str) -> str | None:
         return _decode_bytes(bytes(table[ch] for ch in token))
     except KeyError:
         return None
+
+
+def is_byte_fallback(token: str) -> bool:
+    """``<0xNN>``: a SentencePiece byte-fallback piece."""
+    return _BYTE_FALLBACK.match(token) is not None
 
 
 def is_control(token: str, vocab: Vocabulary) -> bool:

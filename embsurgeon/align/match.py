@@ -29,12 +29,13 @@ from embsurgeon.align.forms import (
     ROLE_EQUIVALENTS,
     Surface,
     fold,
+    is_byte_fallback,
     normalize_like,
     roles_of,
     surface,
 )
 from embsurgeon.errors import AlignmentError
-from embsurgeon.vocab import TokenizerFamily, Vocabulary
+from embsurgeon.vocab import SpecialRole, TokenizerFamily, Vocabulary
 
 
 class MatchLevel(str, Enum):
@@ -175,7 +176,11 @@ def match_tokens(
     src_index = {token: i for i, token in enumerate(source.tokens)}
     by_canonical: dict[tuple[str, bool], int] = {}
     by_fold: dict[tuple[str, bool], int] = {}
-    for i, form in enumerate(src_forms):
+    # Byte-fallback pieces come last: `<0x61>` spells 'a' too, but the real piece 'a' is the
+    # row the source model learned for that text.
+    order = sorted(range(len(src_forms)), key=lambda i: is_byte_fallback(source.tokens[i]))
+    for i in order:
+        form = src_forms[i]
         if form is None:
             continue
         if MatchLevel.CANONICAL in allowed:
@@ -215,7 +220,7 @@ def _find(
     src_forms: Sequence[Surface | None],
     by_canonical: Mapping[tuple[str, bool], int],
     by_fold: Mapping[tuple[str, bool], int],
-    by_role: Mapping[object, int],
+    by_role: Mapping[SpecialRole, int],
     allowed: set[MatchLevel],
 ) -> tuple[int, MatchLevel] | None:
     if MatchLevel.EXACT in allowed:

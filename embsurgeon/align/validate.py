@@ -91,7 +91,7 @@ def candidate_chains(has_aux: bool) -> list[tuple[InitMethod, ...]]:
     """Chains ``--init auto`` measures: each method alone, and partial methods before a total
     one (the mean or a multivariate normal draw), alone and in pairs."""
     partial = list(_PARTIAL) + (list(_NEEDS_AUX) if has_aux else [])
-    chains: list[tuple[InitMethod, ...]] = [(m,) for m in partial] + [(m,) for m in _TOTAL]
+    chains: list[tuple[InitMethod, ...]] = [(m,) for m in (*partial, *_TOTAL)]
     for last in (InitMethod.MEAN, InitMethod.MVN):
         chains += [(p, last) for p in partial]
     if has_aux:
@@ -104,7 +104,7 @@ def candidate_chains(has_aux: bool) -> list[tuple[InitMethod, ...]]:
 
 def requested_chains(chain: Sequence[InitMethod]) -> list[tuple[InitMethod, ...]]:
     """``--validate`` with an explicit chain: each of its methods alone, then the chain."""
-    chains = [(m,) for m in chain]
+    chains: list[tuple[InitMethod, ...]] = [(m,) for m in chain]
     if len(chain) > 1:
         chains.append(tuple(chain))
     return chains
@@ -138,7 +138,7 @@ def validate_plan(plan: _Plan, chains: Sequence[Sequence[InitMethod]], *,
     if not 0 < fraction < 1:
         raise AlignmentError(f"the validation fraction must lie in (0, 1), got {fraction}")
     eligible = eligible_rows(plan)
-    n_hide = min(MAX_HIDDEN, int(round(fraction * eligible.size)))
+    n_hide = min(MAX_HIDDEN, round(fraction * eligible.size))
     if n_hide < MIN_HIDDEN or eligible.size - n_hide < MIN_HIDDEN:
         raise AlignmentError(
             f"only {eligible.size} whole-word tokens are shared with the source; self-validation "
