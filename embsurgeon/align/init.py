@@ -148,6 +148,12 @@ def _check_context(context: InitContext, method: InitMethod) -> None:
             )
     if context.k < 1:
         raise AlignmentError(f"--init {method.value}: k must be at least 1, got {context.k}")
+    if context.weighting not in tuple(Weighting):
+        choices = ", ".join(w.value for w in Weighting)
+        raise AlignmentError(
+            f"--init {method.value}: unknown weighting {context.weighting!r}; choose one of "
+            f"{choices}"
+        )
     if not context.temperature > 0:
         raise AlignmentError(
             f"--init {method.value}: temperature must be positive, got {context.temperature}"

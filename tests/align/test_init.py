@@ -134,8 +134,127 @@ def test_bad_reference_rows(rows, words):
 @pytest.mark.parametrize(("field", "value", "words"), [
     ("k", 0, "k must be at least 1, got 0"),
     ("temperature", 0.0, "temperature must be positive, got 0.0"),
+    ("weighting", "argmax", "unknown weighting 'argmax'; choose one of softmax, sparsemax"),
 ])
 def test_bad_knobs(field, value, words):
     context = InitContext(_table(np.ones((2, 2))), **{field: value})
     with pytest.raises(AlignmentError, match=words):
         initialize("knn", *_targets(1), context)
+
+
+# -- knn and omp --------------------------------------------------------------------------------
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def aux_world():
+    """A source of 40 words, an aux space of dim 24 holding them plus 3 unseen words."""
+    rng = np.random.default_rng(10)
+    words = [f"w{i}" for i in range(40)]
+    source = EmbeddingTable(words, rng.standard_normal((40, 6)).astype(np.float32))
+    shared = _unit(rng.standard_normal((40, 24)))
+    new = np.stack([
+        _unit((shared[3] + shared[7])[None])[0],  # equally close to w3 and w7
+        0.7 * shared[5] - 0.2 * shared[11] + 1.5 * shared[20],  # a known sparse combination
+        shared[30] * 2.0,  # the direction of w30
+    ])
+    aux = EmbeddingTable([*words, "Alpha", "beta", "gamma"],
+                         np.vstack([shared, new]).astype(np.float32))
+    return source, aux
+
+
+def test_knn_averages_the_nearest_neighbours(aux_world):
+    source, aux = aux_world
+    context = InitContext(source, aux=aux, k=2, temperature=0.1)
+    r = initialize("knn", ["Alpha"], [Surface("Alpha", True)], context)
+    assert r.filled.tolist() == [True]
+    assert set(r.sources[0]) == {"w3", "w7"}
+    np.testing.assert_allclose(r.weights[0], [0.5, 0.5], atol=1e-5)
+    np.testing.assert_allclose(r.vectors[0], (source["w3"] + source["w7"]) / 2, atol=1e-5)
+
+
+def test_knn_sparsemax_keeps_only_the_neighbours_that_stand_out(aux_world):
+    source, aux = aux_world
+    context = InitContext(source, aux=aux, k=10, weighting="sparsemax", temperature=0.1)
+    r = initialize("knn", ["gamma"], [Surface("gamma", True)], context)
+    assert r.sources[0] == ("w30",) and r.weights[0] == (1.0,)
+    np.testing.assert_allclose(r.vectors[0], source["w30"], atol=1e-6)
+    soft = initialize("knn", ["gamma"], [Surface("gamma", True)],
+                      InitContext(source, aux=aux, k=10, temperature=0.1))
+    assert len(soft.sources[0]) == 10 and soft.weights[0][0] > 0.99
+
+
+def test_knn_finds_targets_by_surface_and_case_fold(aux_world):
+    source, aux = aux_world
+    context = InitContext(source, aux=aux, k=1)
+    r = initialize("knn", ["Ġalpha", "##BETA", "zzz"],
+                   [Surface("alpha", True), Surface("BETA", False), Surface("zzz", True)], context)
+    assert r.filled.tolist() == [True, True, False]
+    assert r.sources[2] == () and not r.vectors[2].any()
+    assert r.sources[1] == ("w20",)
+
+
+def test_knn_never_uses_the_target_itself():
+    # A held-out token that is in aux and (through the mapping) still has a source row.
+    aux = EmbeddingTable(["a", "b", "c"], np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32))
+    source = EmbeddingTable(["A", "B", "C"], np.eye(3, dtype=np.float32))
+    mapping = {"a": 0, "b": 1, "c": 2}
+    r = initialize("knn", ["a"], [Surface("a", True)],
+                   InitContext(source, aux=aux, aux_to_source=mapping, k=1))
+    assert r.sources[0] == ("B",)
+    lonely = initialize("knn", ["a"], [Surface("a", True)],
+                        InitContext(source, aux=aux, aux_to_source={"a": 0}, k=3))
+    assert lonely.filled.tolist() == [False]
+
+
+def test_omp_recovers_a_known_combination_and_applies_it_to_source_rows(aux_world):
+    source, aux = aux_world
+    r = initialize("omp", ["beta"], [Surface("beta", True)], InitContext(source, aux=aux, k=3))
+    got = dict(zip(r.sources[0], r.weights[0], strict=True))
+    assert got.keys() == {"w5", "w11", "w20"}
+    np.testing.assert_allclose([got["w5"], got["w11"], got["w20"]], [0.7, -0.2, 1.5], atol=1e-5)
+    expected = 0.7 * source["w5"] - 0.2 * source["w11"] + 1.5 * source["w20"]
+    np.testing.assert_allclose(r.vectors[0], expected, atol=1e-5)
+
+
+def test_knn_and_omp_are_deterministic_and_batched_consistently(aux_world, monkeypatch):
+    import embsurgeon.align.neighbours as neighbours
+
+    source, aux = aux_world
+    tokens = ["Alpha", "beta", "gamma"]
+    surfaces = [Surface(t, True) for t in tokens]
+    for method in ("knn", "omp"):
+        whole = initialize(method, tokens, surfaces, InitContext(source, aux=aux, k=4))
+        monkeypatch.setattr(neighbours, "_BLOCK_ELEMENTS", 50)  # one target per block
+        split = initialize(method, tokens, surfaces, InitContext(source, aux=aux, k=4))
+        monkeypatch.undo()
+        np.testing.assert_allclose(whole.vectors, split.vectors, atol=1e-6)
+        assert whole.sources == split.sources
+
+
+def test_aux_to_source_maps_aux_tokens_onto_other_source_spellings():
+    aux = EmbeddingTable(["cat", "dog", "kitten"],
+                         np.array([[1, 0], [0, 1], [0.95, 0.05]], np.float32))
+    source = EmbeddingTable(["▁cat", "▁dog"], np.array([[2, 2], [4, 0]], np.float32))
+    r = initialize("knn", ["▁kitten"], [Surface("kitten", True)],
+                   InitContext(source, aux=aux, aux_to_source={"cat": 0, "dog": 1}, k=1))
+    assert r.sources == (("▁cat",),)
+    np.testing.assert_allclose(r.vectors, [[2, 2]])
+
+
+@pytest.mark.parametrize("method", ["knn", "omp"])
+def test_aux_errors(method, aux_world):
+    source, aux = aux_world
+    one = (["Alpha"], [Surface("Alpha", True)])
+    with pytest.raises(AlignmentError, match=f"--init {method} needs an auxiliary table"):
+        initialize(method, *one, InitContext(source))
+    stranger = EmbeddingTable(["x", "y"], np.ones((2, 24), np.float32))
+    with pytest.raises(AlignmentError, match=r"no token of the auxiliary table \(2 tokens\) has a"):
+        initialize(method, *one, InitContext(source, aux=stranger))
+    with pytest.raises(AlignmentError, match="aux token 'w1' maps to source row 99, out of range"):
+        initialize(method, *one, InitContext(source, aux=aux, aux_to_source={"w1": 99}))
+    empty = EmbeddingTable([], np.zeros((0, 3), np.float32))
+    with pytest.raises(AlignmentError, match="the auxiliary table is empty"):
+        initialize(method, *one, InitContext(source, aux=empty))
