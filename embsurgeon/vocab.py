@@ -18,11 +18,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from embsurgeon.errors import FormatError, VocabularyError, require
+from embsurgeon.errors import VocabularyError, require
 from embsurgeon.table import placeholder_token
 
 
@@ -91,9 +92,10 @@ class Vocabulary:
             seen[token] = i
         object.__setattr__(self, "special", MappingProxyType(dict(self.special)))
 
-    @property
+    @cached_property
     def index(self) -> Mapping[str, int]:
-        return {token: i for i, token in enumerate(self.tokens)}
+        """Token to id; built once (alignment looks tokens up many times)."""
+        return MappingProxyType({token: i for i, token in enumerate(self.tokens)})
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -146,9 +148,11 @@ def load_vocabulary(path: str | Path, *, encoding: str = "utf-8") -> Vocabulary:
     config = _tokenizer_config(path.parent)
     if path.name.endswith(".json"):
         data = _read_json(path)
-        if "model" in data:
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
             return _from_tokenizer_json(path, data, config)
-        if isinstance(data, dict) and all(isinstance(v, int) for v in data.values()):
+        if isinstance(data, dict) and data and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in data.values()
+        ):
             return _from_token_to_id(path, data, config)
         raise VocabularyError(
             f"{path}: JSON file is neither a tokenizer.json nor a token-to-id map"
@@ -273,11 +277,21 @@ def _from_tokenizer_json(path: Path, data: dict[str, Any], config: Mapping[str, 
 
 
 def _from_token_to_id(path: Path, data: Mapping[str, int], config: Mapping[str, Any]) -> Vocabulary:
-    """GPT-2 style ``vocab.json`` (byte-level BPE, token to id)."""
+    """GPT-2 style ``vocab.json`` (byte-level BPE, token to id), plus ``added_tokens.json``."""
     ids = {int(i): token for token, i in data.items()}
+    added_file = path.parent / "added_tokens.json"
+    added: dict[str, int] = {}
+    if path.name == "vocab.json" and added_file.is_file():
+        extra = _read_json(added_file)
+        if not isinstance(extra, dict) or not all(isinstance(v, int) for v in extra.values()):
+            raise VocabularyError(f"{added_file}: expected a JSON object of token to id")
+        added = extra
+        ids.update({int(i): token for token, i in added.items()})
+    if min(ids) < 0:
+        raise VocabularyError(f"{path}: negative id {min(ids)} for token {ids[min(ids)]!r}")
     tokens = tuple(ids.get(i, placeholder_token(i)) for i in range(max(ids) + 1))
     return Vocabulary(tokens, TokenizerFamily.BYTE_BPE, source=str(path),
-                      special=_special_roles(tokens, config))
+                      special=_special_roles(tokens, config), added=frozenset(added))
 
 
 def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
@@ -286,7 +300,8 @@ def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
     try:
         processor.Load(str(path))
     except (OSError, RuntimeError) as exc:
-        raise VocabularyError(f"{path}: not a SentencePiece model ({exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VocabularyError(f"{path}: not a SentencePiece model ({first})") from exc
     tokens = tuple(processor.IdToPiece(i) for i in range(processor.GetPieceSize()))
     special = _special_roles(tokens, config)
     for role, piece_id in ((SpecialRole.UNK, processor.unk_id()),
@@ -300,7 +315,8 @@ def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
                       special=special, tokenizer_file=str(path))
 
 
-_COUNT_LINE = re.compile(r"^(.*\S)[ \t]+(\d+)$")
+# 'token count', or jieba's 'token count tag'; a token may hold spaces ("new york 12").
+_COUNT_LINE = re.compile(r"^(.*?\S)[ \t]+(\d+)(?:[ \t]+[^\s\d]\S*)?$")
 
 
 def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabulary:
@@ -316,8 +332,11 @@ def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabula
     if lines and lines[-1] == "":
         lines.pop()
     lines = [line.removesuffix("\r") for line in lines]
+    if path.name != "vocab.txt":
+        # In a word list blank lines are noise; in vocab.txt line i is id i, so they stay.
+        lines = [line for line in lines if line.strip()]
     if not lines:
-        raise FormatError(f"{path}: the vocabulary file is empty")
+        raise VocabularyError(f"{path}: the vocabulary file is empty")
     counts: tuple[int, ...] | None = None
     matches = [_COUNT_LINE.match(line) for line in lines[:1000]]
     if all(matches) and path.name != "vocab.txt":
