@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from embsurgeon.table import placeholder_token
 from embsurgeon.vocab import SpecialRole, TokenizerFamily, Vocabulary
 
 _METASPACE = "▁"
+_PLACEHOLDER = placeholder_token(0).rsplit(":", 1)[0] + ":"  # rows without a token
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 # Added tokens that look like markup (`[unused3]`, `<|im_start|>`) are control tokens: they
 # have no surface text and only ever match by identical spelling or by role.
@@ -98,7 +100,7 @@ def is_byte_fallback(token: str) -> bool:
 
 def is_control(token: str, vocab: Vocabulary) -> bool:
     """True for special and control tokens (``[CLS]``, ``<|endoftext|>``, ``[unused7]``)."""
-    if vocab.role_of(token) is not None:
+    if vocab.role_of(token) is not None or token.startswith(_PLACEHOLDER):
         return True
     if token in vocab.added and _CONTROL.match(token):
         return True

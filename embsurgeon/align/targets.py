@@ -17,9 +17,8 @@ from embsurgeon.errors import AlignmentError, FormatError, VocabularyError
 from embsurgeon.table import EmbeddingTable
 from embsurgeon.vocab import Vocabulary, find_tokenizer_file, load_vocabulary
 
-#: Metadata key under which a reader may record the tokenizer that belongs to a table, so the
-#: table's own vocabulary (family, lower-casing) is known without guessing.
-TOKENIZER_KEY = "tokenizer"
+#: Metadata key where the Hugging Face reader records the tokenizer file of a model directory.
+VOCABULARY_KEY = "vocabulary"
 
 # Suffixes that can only be embedding tables, never vocabularies.
 _TABLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".vec", ".bin", ".kv", ".npy")
@@ -51,15 +50,17 @@ def load_target(target: Target, *, encoding: str = "utf-8") -> Vocabulary:
 
 
 def table_vocabulary(table: EmbeddingTable) -> Vocabulary:
-    """The vocabulary of a table: its recorded tokenizer when it names one, else a guess."""
-    recorded = table.metadata.get(TOKENIZER_KEY)
-    if recorded and Path(recorded).exists():
-        vocab = load_vocabulary(recorded)
-        if vocab.tokens[: len(table)] == tuple(table.tokens) or vocab.tokens == tuple(
-                table.tokens):
-            return vocab
+    """The vocabulary of a table: the tokenizer its reader recorded, else a guess.
+
+    The Hugging Face reader records the model directory (``source``) and the tokenizer file's
+    name (``vocabulary``); that tokenizer knows the family and normalizer for certain.
+    """
     if len(table) == 0:
         raise AlignmentError(f"{table.metadata.get('source', 'table')}: the table has no rows")
+    directory = Path(table.metadata.get("source", ""))
+    recorded = table.metadata.get(VOCABULARY_KEY, "")
+    if recorded and directory.is_dir() and (directory / recorded).is_file():
+        return source_vocabulary(table, directory / recorded)
     return guess_vocabulary(table.tokens, source=table.metadata.get("source", "table"))
 
 
