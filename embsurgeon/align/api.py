@@ -346,16 +346,21 @@ def align(
     norm = NormMatch(norm_match)
     parsed = parse_init(init)
     details: dict[str, Any] = {}
-    if parsed == AUTO or validate:
-        candidates = validation.candidate_chains(plan.aux is not None) if parsed == AUTO \
-            else validation.requested_chains(parsed)  # type: ignore[arg-type]
-        measured = validation.validate_plan(plan, candidates, norm_match=norm, seed=seed,
-                                            fraction=validate_fraction)
+    chain: tuple[InitMethod, ...]
+    if isinstance(parsed, str):  # AUTO
+        measured = validation.validate_plan(plan, validation.candidate_chains(plan.aux is not None),
+                                            norm_match=norm, seed=seed, fraction=validate_fraction)
         details["validation"] = measured.to_dict()
-        chain = measured.best if parsed == AUTO else parsed
+        if measured.best is None:  # candidate_chains always offers complete chains
+            raise AlignmentError("--init auto measured no complete chain")
+        chain = measured.best
     else:
         chain = parsed
-    assert not isinstance(chain, str)  # for mypy: "auto" was resolved above
+        if validate:
+            measured = validation.validate_plan(plan, validation.requested_chains(chain),
+                                                norm_match=norm, seed=seed,
+                                                fraction=validate_fraction)
+            details["validation"] = measured.to_dict()
 
     target_vocab, matching = plan.target, plan.matching
     rows = len(target_vocab)
