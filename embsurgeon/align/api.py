@@ -422,7 +422,7 @@ def align(
     aligned = EmbeddingTable(tokens_out, vectors.astype(out_dtype, copy=False), meta)
 
     counts: dict[str, int] = {}
-    for name in _method_order():
+    for name in _method_order(chain):
         n = methods.count(name)
         if n:
             counts[name] = n
@@ -437,8 +437,9 @@ def align(
     return Alignment(aligned, report, provenance)
 
 
-def _method_order() -> list[str]:
-    return [lv.value for lv in MatchLevel] + [m.value for m in InitMethod] + [
+def _method_order(chain: Sequence[InitMethod]) -> list[str]:
+    """Match levels in the order tried, then the chain in its order, then the rest."""
+    return [lv.value for lv in MatchLevel] + [m.value for m in chain] + [
         UNFILLED, PADDING, PLACEHOLDER]
 
 
