@@ -1,0 +1,621 @@
+"""Word-vector text: word2vec (``rows dim`` header), GloVe (no header) and fastText ``.vec``.
+
+One reader serves all three: a first line of exactly two integers is a header when the data
+lines agree with its dimension. Each data line is ``token v1 ... vD``; a token may contain
+spaces (GloVe 840B has them), so the vector is the *last* ``D`` fields and the rest is the
+token. Headerless files take ``D`` from the most common field count of their first lines.
+
+Speed comes from reading big byte chunks of whole lines and handing the numbers of a chunk to
+numpy's C parser (``np.loadtxt``) in one call; a chunk that does not fit the simple layout
+(tokens with spaces, tabs, blank lines, a damaged line) is re-read line by line, which also
+finds the exact line to blame. ``limit``/``keep``/``keep_if`` are applied chunk by chunk, so a
+filtered read never holds the rows it drops, and the output matrix is sized from what the file
+size can justify, never from a header alone.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import math
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from embsurgeon.errors import FormatError, VocabularyError
+from embsurgeon.io.atomic import atomic_paths
+from embsurgeon.io.compression import compression_of, open_binary
+from embsurgeon.io.formats import DecodeErrors, ReadOptions, WriteOptions
+from embsurgeon.progress import progress_bar
+from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
+
+#: Bytes read per chunk: big enough that numpy's per-call overhead vanishes, small enough that
+#: the chunk and its parsed block stay a rounding error next to the output matrix.
+CHUNK_BYTES = 8 << 20
+#: Lines looked at to infer the dimension of a headerless file.
+SNIFF_LINES = 100
+#: Significant digits written: 9 is the least that round-trips every float32 exactly.
+FLOAT_DIGITS = 9
+
+_BOM = codecs.BOM_UTF8
+_FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
+# Bytes no text file holds (NUL and C0 controls other than tab, LF, VT, FF, CR).
+_BINARY_BYTES = bytes([*range(0, 9), *range(14, 32)])
+# Decompression failures surface as these while reading a damaged .gz/.bz2 stream.
+_STREAM_ERRORS = (EOFError, zlib.error, OSError)
+
+
+# -- small helpers shared with the binary reader ------------------------------------------------
+
+def looks_binary(data: bytes) -> bool:
+    """True if ``data`` holds bytes that never occur in a text file (NUL, control codes)."""
+    return bool(data) and len(data.translate(None, _BINARY_BYTES)) != len(data)
+
+
+def parse_header(line: bytes) -> tuple[int, int] | None:
+    """``(rows, dim)`` if ``line`` is a word2vec header (two non-negative integers), else None."""
+    fields = line.split()
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None
+    return int(fields[0]), int(fields[1])
+
+
+def check_encoding(encoding: str) -> None:
+    """Refuse unknown encodings and those (UTF-16/32) whose digits are not ASCII bytes."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise FormatError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8") from exc
+    if "0 .-\n".encode(encoding) != b"0 .-\n":
+        raise FormatError(
+            f"encoding {encoding!r} is not ASCII-compatible; re-encode the file as UTF-8 first"
+        )
+
+
+class Decoder:
+    """Turns token bytes into ``str`` under ``--encoding``/``--decode-errors``, counting damage."""
+
+    def __init__(self, path: Path, encoding: str, errors: DecodeErrors) -> None:
+        self.path, self.encoding, self.errors = path, encoding, errors
+        self.replaced = 0
+
+    def one(self, raw: bytes, line: int) -> str:
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            if self.errors is DecodeErrors.STRICT:
+                raise FormatError(
+                    f"{self.path}, line {line}: token bytes {raw[:40]!r} are not valid "
+                    f"{self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
+                    "--decode-errors replace"
+                ) from exc
+            self.replaced += 1
+            return raw.decode(self.encoding, errors="replace")
+
+    def many(self, raws: list[bytes], first_line: int) -> list[str]:
+        """Decode a chunk's tokens in one call; only a failure goes token by token."""
+        try:
+            joined = b"\n".join(raws).decode(self.encoding)
+        except UnicodeDecodeError:
+            return [self.one(raw, first_line + i) for i, raw in enumerate(raws)]
+        return joined.split("\n") if raws else []
+
+
+def corrupt_stream(path: Path, exc: BaseException) -> FormatError:
+    kind = compression_of(path) or "plain"
+    what = f"damaged {kind} stream" if kind != "plain" else "read error"
+    return FormatError(f"{path}: {what} ({exc}); the file is truncated or corrupt")
+
+
+def first_bytes_error(path: Path, head: bytes, reading: str) -> FormatError | None:
+    """An error saying which ``--from`` to use, when ``head`` is another known format."""
+    from embsurgeon.io.formats import FormatName
+
+    if head.startswith(_FASTTEXT_MAGIC) or _looks_old_fasttext(head):
+        other = FormatName.FASTTEXT_BIN
+    elif head.startswith(b"\x80") or head.startswith(b"PK\x03\x04"):
+        return FormatError(
+            f"{path}: this is a pickle or zip archive, not {reading}; for a gensim .kv/.model "
+            "pass --from gensim --allow-pickle, for a torch file --from pt"
+        )
+    elif reading != FormatName.WORD2VEC_BIN.value and _looks_word2vec_bin(head):
+        other = FormatName.WORD2VEC_BIN
+    elif reading == FormatName.WORD2VEC_BIN.value and not looks_binary(head[:65536]):
+        other = FormatName.WORD2VEC
+    else:
+        return None
+    hint = " (or glove)" if other is FormatName.WORD2VEC else ""
+    return FormatError(f"{path}: this is {other.value}{hint} data, not {reading}; pass --from "
+                       f"{other.value}{hint}")
+
+
+def _looks_word2vec_bin(head: bytes) -> bool:
+    first, nl, rest = head.partition(b"\n")
+    return bool(nl) and parse_header(first) is not None and looks_binary(rest[:1024])
+
+
+def _looks_old_fasttext(head: bytes) -> bool:
+    """fastText .bin from before the magic number: a header of plausible small integers."""
+    if len(head) < 48:
+        return False
+    dim, ws, epoch, min_count, neg, ngrams, loss, model, bucket, minn, maxn, lr_rate = (
+        np.frombuffer(head[:48], dtype="<i4").tolist()
+    )
+    return (0 < dim <= 100_000 and 0 < ws <= 1000 and 0 < epoch <= 100_000 and min_count >= 0
+            and neg >= 0 and 0 < ngrams <= 100 and loss in (1, 2, 3, 4) and model in (1, 2, 3)
+            and bucket >= 0 and 0 <= minn <= maxn <= 100 and lr_rate > 0)
+
+
+# -- sniffing --------------------------------------------------------------------------------
+
+def _text_head(head: bytes) -> bytes | None:
+    head = head.removeprefix(_BOM)
+    return None if looks_binary(head) else head
+
+
+def is_vector_line(line: bytes, dim: int | None = None) -> bool:
+    fields = line.split()
+    if len(fields) < 2 or (dim is not None and len(fields) < dim + 1):
+        return False
+    try:
+        [float(f) for f in fields[-(dim or len(fields) - 1):]]
+    except ValueError:
+        return False
+    return True
+
+
+def sniff_word2vec(path: Path, head: bytes) -> bool:
+    """Text whose first line is ``rows dim`` and whose next line (if any) has ``dim`` numbers."""
+    text = _text_head(head)
+    if text is None:
+        return False
+    first, nl, rest = text.partition(b"\n")
+    header = parse_header(first)
+    if header is None:
+        return False
+    second = rest.split(b"\n", 1)[0]
+    complete = b"\n" in rest or len(text) < len(head)
+    return not rest.strip() or not complete or is_vector_line(second, header[1])
+
+
+def sniff_glove(path: Path, head: bytes) -> bool:
+    """Text with no header whose lines read ``token v1 ... vD``."""
+    text = _text_head(head)
+    if text is None:
+        return False
+    lines = text.split(b"\n")
+    if len(lines) > 1:
+        lines.pop()  # possibly cut off by the 4 KiB head
+    lines = [line for line in lines if line.strip()]
+    if not lines or parse_header(lines[0]) is not None:
+        return False
+    return all(is_vector_line(line) for line in lines[:20])
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+@dataclass
+class RowSink:
+    """The growing output: rows kept so far, with the streaming filters applied on the way in.
+
+    Readers call :meth:`accept` with a chunk's tokens, copy the accepted rows into
+    :meth:`reserve`'s view, then :meth:`commit` them; dropped rows are never stored.
+    """
+
+    dim: int
+    capacity: int
+    limit: int | None = None
+    keep: frozenset[str] | None = None
+    keep_if: Callable[[str], bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.vectors = np.empty((self.capacity, self.dim), dtype=np.float32)  # (cap, D)
+        self.tokens: list[str] = []
+        self.index: dict[str, int] = {}
+        self.duplicates = 0
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and len(self.tokens) >= self.limit
+
+    def accept(self, tokens: list[str]) -> tuple[list[str], list[int] | None]:
+        """The tokens to store and their positions in ``tokens`` (None: the first n of them)."""
+        start = len(self.tokens)
+        room = len(tokens) if self.limit is None else self.limit - start
+        if self.keep is None and self.keep_if is None:
+            head = tokens[:room]
+            self.index.update(zip(head, range(start, start + len(head)), strict=True))
+            if len(self.index) == start + len(head):  # the usual case: all new, all kept
+                return head, None
+            for token in head:  # a duplicate: undo, then take the careful path below
+                self.index.pop(token, None)
+            self.index.update(zip(self.tokens, range(start), strict=True))
+        rows: list[int] = []
+        taken: list[str] = []
+        for i, token in enumerate(tokens):
+            if (self.keep is not None and token not in self.keep) or (
+                    self.keep_if is not None and not self.keep_if(token)):
+                continue
+            if token in self.index:
+                self.duplicates += 1
+                continue
+            if len(taken) == room:
+                break
+            self.index[token] = start + len(taken)
+            rows.append(i)
+            taken.append(token)
+        return taken, rows
+
+    def reserve(self, n: int, estimate_more: int = 0) -> np.ndarray:
+        """A (n, D) view of the next rows, growing the matrix when needed."""
+        start = len(self.tokens)
+        if start + n > self.capacity:
+            self._grow(start + max(estimate_more, n))
+        return self.vectors[start:start + n]
+
+    def commit(self, tokens: list[str]) -> None:
+        self.tokens.extend(tokens)
+
+    def add(self, tokens: list[str], block: np.ndarray, estimate_more: int = 0) -> None:
+        """Accept, copy and commit the rows of ``block`` (B, D) in one step."""
+        taken, rows = self.accept(tokens)
+        if taken:
+            source = block if rows is None else block[rows]  # (n, D)
+            self.reserve(len(taken), estimate_more)[:] = source[:len(taken)]
+            self.commit(taken)
+
+    def _grow(self, capacity: int) -> None:
+        capacity = max(capacity, int(self.capacity * 1.25) + 1)
+        if self.limit is not None:
+            capacity = max(min(capacity, self.limit), len(self.tokens))
+        # In-place realloc where the allocator can; we never hold a second full copy.
+        self.vectors.resize((capacity, self.dim), refcheck=False)
+        self.capacity = capacity
+
+    def finish(self) -> np.ndarray:
+        if self.capacity != len(self.tokens):
+            self.vectors.resize((len(self.tokens), self.dim), refcheck=False)
+        return self.vectors
+
+
+class _TextReader:
+    """One pass over a word-vector text file; see the module docstring."""
+
+    def __init__(self, path: Path, options: ReadOptions) -> None:
+        self.path = path
+        self.options = options
+        self.decoder = Decoder(path, options.encoding, options.decode_errors)
+        self.file_size = path.stat().st_size
+        self.compressed = compression_of(path) is not None
+
+    # The chunks, each a run of whole lines with the line number of its first line.
+    def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[tuple[bytes, int]]:
+        pending = first
+        line_no = 1
+        eof = False
+        while True:
+            if not eof:
+                try:
+                    more = handle.read(CHUNK_BYTES)
+                except _STREAM_ERRORS as exc:
+                    raise corrupt_stream(self.path, exc) from exc
+                bar.update(len(more))  # type: ignore[attr-defined]
+                eof = not more
+                pending += more
+            cut = len(pending) if eof else pending.rfind(b"\n") + 1
+            if cut == 0 and not eof:
+                continue  # one line longer than a chunk: keep reading
+            chunk, pending = pending[:cut], pending[cut:]
+            if chunk:
+                yield chunk, line_no
+                line_no += chunk.count(b"\n")
+            if eof:
+                return
+
+    def read(self) -> EmbeddingTable:
+        opts = self.options
+        check_encoding(opts.encoding)
+        if self.file_size == 0:
+            raise FormatError(f"{self.path}: the file is empty")
+        with open_binary(self.path) as handle, progress_bar(
+                opts.progress, total=None if self.compressed else self.file_size,
+                desc=f"reading {self.path.name}") as bar:
+            try:
+                head = handle.read(CHUNK_BYTES)
+            except _STREAM_ERRORS as exc:
+                raise corrupt_stream(self.path, exc) from exc
+            bar.update(len(head))
+            head = head.removeprefix(_BOM)
+            if not head.strip():
+                raise FormatError(f"{self.path}: the file holds no vectors (only blank lines)")
+            self._refuse_binary(head)
+            header, dim, body_start = self._layout(head)
+            sink = self._sink(header, dim, head[body_start:], body_start)
+            body_line = 2 if header else 1
+            rows_seen = 0
+            chunks = self._chunks(handle, head[body_start:], bar)
+            for chunk, line_no in chunks:
+                tokens, block = self._parse(chunk, dim, body_line + line_no - 1)
+                rows_seen += len(tokens)
+                if header and rows_seen > header[0]:
+                    raise FormatError(
+                        f"{self.path}: the header promises {header[0]} rows but the file holds "
+                        "more; fix the header (first line) or pass --limit"
+                    )
+                remaining = self._estimate_rows(dim, chunk, len(tokens), handle)
+                sink.add(tokens, block, remaining)
+                if sink.full:
+                    break
+            else:
+                if header and rows_seen < header[0]:
+                    raise FormatError(
+                        f"{self.path}: the header promises {header[0]} rows but the file holds "
+                        f"{rows_seen}; the file is truncated or the header is wrong"
+                    )
+        vectors = sink.finish()
+        meta = {SOURCE_DTYPE: "float32", "duplicates": str(sink.duplicates)}
+        if self.decoder.replaced:
+            meta["decode_replaced"] = str(self.decoder.replaced)
+        return EmbeddingTable(sink.tokens, vectors, meta)
+
+    def _refuse_binary(self, head: bytes) -> None:
+        from embsurgeon.io.formats import FormatName
+
+        error = first_bytes_error(self.path, head, FormatName.WORD2VEC.value)
+        if error is not None:
+            raise error
+        if looks_binary(head[:65536]):
+            raise FormatError(
+                f"{self.path}: holds binary bytes, so it is not word-vector text; "
+                "pass --from word2vec-bin or --from fasttext-bin if that is what it is"
+            )
+
+    def _layout(self, head: bytes) -> tuple[tuple[int, int] | None, int, int]:
+        """(header or None, dim, offset of the first data line) from the first chunk."""
+        lines = head.split(b"\n", SNIFF_LINES + 1)[: SNIFF_LINES + 1]
+        if len(lines) > 1 and not head.endswith(b"\n") and len(head) >= CHUNK_BYTES:
+            lines.pop()  # cut off by the chunk
+        header = parse_header(lines[0])
+        data = [line for line in lines[1 if header else 0:] if line.strip()]
+        counts = Counter(len(line.split()) for line in data)
+        inferred = counts.most_common(1)[0][0] - 1 if counts else None
+        if header is not None:
+            rows, dim = header
+            if inferred is None or inferred == dim or (len(data) and all(
+                    len(line.split()) > dim for line in data)):
+                if dim == 0:
+                    raise FormatError(f"{self.path}, line 1: the header says dim 0")
+                return header, dim, len(lines[0]) + 1
+            if inferred != 1:
+                raise FormatError(
+                    f"{self.path}, line 2: the header says dim {dim} but the lines have "
+                    f"{inferred} numbers; fix the header (first line)"
+                )
+            # A one-dimensional GloVe file whose first token is a number: no header after all.
+        if inferred is None or inferred < 1:
+            raise FormatError(
+                f"{self.path}, line 1: expected 'token v1 ... vD' (or a 'rows dim' header), "
+                f"got {lines[0][:60]!r}"
+            )
+        return None, inferred, 0
+
+    def _sink(self, header: tuple[int, int] | None, dim: int, body: bytes,
+              body_start: int) -> RowSink:
+        opts = self.options
+        # A row takes at least 2 * dim + 2 bytes ("t 1 2\n"): a header promising more rows
+        # than that is not believed when sizing the matrix.
+        justified = max(self.file_size, 1) // (2 * dim + 2) + 1
+        if self.compressed:
+            justified *= 8  # text compresses several-fold; the sink grows past this if needed
+        lines = body[:CHUNK_BYTES].count(b"\n")
+        if header is not None:
+            wanted = header[0]
+        elif lines:
+            avg = max(len(body[:CHUNK_BYTES]) / lines, 1.0)
+            wanted = math.ceil((self.file_size - body_start) / avg * 1.02) + 16
+        else:
+            wanted = 16
+        capacity = min(wanted, justified)
+        if opts.limit is not None:
+            capacity = min(capacity, opts.limit)
+        if opts.keep is not None:
+            capacity = min(capacity, len(opts.keep))
+        if opts.keep_if is not None:
+            capacity = min(capacity, 4096)
+        return RowSink(dim, max(capacity, 0), opts.limit, opts.keep, opts.keep_if)
+
+    def _estimate_rows(self, dim: int, chunk: bytes, rows: int, handle: BinaryIO) -> int:
+        if self.compressed or not rows:
+            return rows
+        try:
+            left = self.file_size - handle.tell()
+        except (OSError, ValueError):
+            return rows
+        return max(int(left / (len(chunk) / rows) * 1.02), 0) + 16
+
+    # -- parsing one chunk ------------------------------------------------------------------
+
+    def _parse(self, chunk: bytes, dim: int, first_line: int) -> tuple[list[str], np.ndarray]:
+        fast = self._parse_fast(chunk, dim, first_line)
+        if fast is None:
+            return self._parse_slow(chunk, dim, first_line)
+        return fast
+
+    def _parse_fast(self, chunk: bytes, dim: int,
+                    first_line: int) -> tuple[list[str], np.ndarray] | None:
+        """The whole chunk through numpy's C parser; None when the chunk needs line by line.
+
+        The space count proves every line holds exactly ``dim + 1`` single-space-separated
+        fields (a trailing space is allowed: fastText writes one), so the first space ends
+        the token and columns ``1..dim`` are the vector.
+        """
+        body = chunk if chunk.endswith(b"\n") else chunk + b"\n"
+        lines = body.split(b"\n")
+        lines.pop()
+        rows = len(lines)
+        # Blank lines, lines starting with whitespace and lines ending in CR alone give an
+        # empty token here; any of them sends the chunk line by line.
+        raw = [line[:line.find(b" ")] for line in lines]
+        if not all(raw) or b"\t" in body:
+            return None
+        trailing = sum([line.endswith((b" ", b" \r")) for line in lines])
+        if b"\r" in body and (body.count(b"\r") != rows or not all(
+                [line.endswith(b"\r") for line in lines])):
+            return None  # a CR inside a line would separate fields the count below misses
+        # With every line holding at least dim + 1 fields (loadtxt checks that), this count
+        # proves none holds more: a token with spaces can never be misread as numbers.
+        if body.count(b" ") - trailing != rows * dim:
+            return None
+        try:
+            block = np.loadtxt(io.BytesIO(body), dtype=np.float32, usecols=range(1, dim + 1),
+                               comments=None, quotechar=None, encoding="latin-1", ndmin=2)
+        except ValueError:
+            return None
+        if block.shape != (rows, dim):
+            return None
+        self._check_finite(block, first_line, lines)
+        return self.decoder.many(raw, first_line), block
+
+    def _parse_slow(self, chunk: bytes, dim: int,
+                    first_line: int) -> tuple[list[str], np.ndarray]:
+        tokens: list[str] = []
+        line_nos: list[int] = []
+        values: list[list[float]] = []
+        for offset, line in enumerate(chunk.split(b"\n")):
+            line = line.rstrip()
+            if not line:
+                continue  # blank lines (trailing ones especially) carry nothing
+            line_no = first_line + offset
+            parts = line.rsplit(None, dim)
+            if len(parts) != dim + 1 or not parts[0].strip():
+                raise FormatError(
+                    f"{self.path}, line {line_no}: {len(line.split())} fields; expected a "
+                    f"token and {dim} numbers"
+                )
+            try:
+                if b"_" in line:  # Python's float() takes 1_000; no vector file means that
+                    raise ValueError("underscore")
+                values.append([float(x) for x in parts[1:]])
+            except ValueError as exc:
+                bad = next(x for x in parts[1:] if not _is_float(x))
+                raise FormatError(
+                    f"{self.path}, line {line_no}: {bad[:30]!r} is not a number"
+                ) from exc
+            tokens.append(self.decoder.one(parts[0].strip(), line_no))
+            line_nos.append(line_no)
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+            block = np.array(values, dtype=np.float32).reshape(len(values), dim)
+        if not self.options.allow_nonfinite and not np.isfinite(block).all():
+            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            self._nonfinite(tokens[row], line_nos[row])
+        return tokens, block
+
+    def _check_finite(self, block: np.ndarray, first_line: int, lines: list[bytes]) -> None:
+        if self.options.allow_nonfinite or np.isfinite(block).all():
+            return
+        row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        self._nonfinite(lines[row][:lines[row].find(b" ")].decode(
+            self.options.encoding, "replace"), first_line + row)
+
+    def _nonfinite(self, token: str, line: int) -> None:
+        raise FormatError(
+            f"{self.path}, line {line}: NaN or infinite value (or one too large for float32) "
+            f"in the vector of {token!r}; pass --allow-nonfinite to keep such rows"
+        )
+
+
+def _is_float(text: bytes) -> bool:
+    if b"_" in text:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_text(path: Path, options: ReadOptions) -> EmbeddingTable:
+    """Read word2vec text, GloVe text or fastText ``.vec`` (plain, ``.gz`` or ``.bz2``).
+
+    >>> table = read_text(Path("glove.6B.300d.txt"), ReadOptions(limit=50_000))  # doctest: +SKIP
+    >>> table.metadata["duplicates"]                                              # doctest: +SKIP
+    '0'
+    """
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    return _TextReader(path, options).read()
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def check_token(token: str, row: int, fmt: str, *, spaces: bool) -> None:
+    """Refuse tokens ``fmt`` cannot hold, naming the token and its row."""
+    problem = None
+    if not token:
+        problem = "is empty"
+    elif "\n" in token or "\r" in token:
+        problem = "contains a line break"
+    elif token != token.strip():
+        problem = "starts or ends with whitespace"
+    elif not spaces and any(ch.isspace() for ch in token):
+        problem = "contains whitespace"
+    if problem is not None:
+        raise VocabularyError(
+            f"token {token!r} (row {row}) {problem}, which {fmt} cannot hold; rename or drop it"
+        )
+
+
+def _format_rows(tokens: list[str], vectors: np.ndarray) -> str:
+    # %.9g of the exact double of each float32 value reads back to the same float32.
+    fmt = "%s " + " ".join([f"%.{FLOAT_DIGITS}g"] * vectors.shape[1]) + "\n"
+    return "".join([fmt % (token, *row) for token, row in zip(tokens, vectors.tolist(),
+                                                              strict=True)])
+
+
+def _write_text(table: EmbeddingTable, path: Path, options: WriteOptions, *, header: bool,
+                fmt: str) -> list[Path]:
+    for row, token in enumerate(table.tokens):
+        check_token(token, row, fmt, spaces=True)
+    if header is False and len(table) and table.dim == 1 and parse_header(
+            f"{table.tokens[0]} 0".encode()) is not None:
+        raise VocabularyError(
+            f"token {table.tokens[0]!r} (row 0) with a 1-dimensional vector would read back as "
+            "a word2vec header; write word2vec text instead"
+        )
+    # NaN/Inf are written as nan/inf, which the reader takes back with --allow-nonfinite.
+    vectors = table.vectors
+    block = max(1, (4 << 20) // (12 * max(table.dim, 1)))
+    with atomic_paths(path, force=options.force) as (tmp,), open(
+            tmp, "w", encoding="utf-8", newline="\n") as handle, progress_bar(
+            options.progress, total=len(table), desc=f"writing {path.name}", unit="rows") as bar:
+        if header:
+            handle.write(f"{len(table)} {table.dim}\n")
+        for start in range(0, len(table), block):
+            rows = vectors[start:start + block].astype(np.float32, copy=False)
+            handle.write(_format_rows(list(table.tokens[start:start + block]), rows))
+            bar.update(len(rows))
+    return [path]
+
+
+def write_word2vec(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
+    """word2vec text (``rows dim`` header), which fastText ``.vec`` readers also take.
+
+    >>> write_word2vec(table, Path("out.vec"), WriteOptions())     # doctest: +SKIP
+    [PosixPath('out.vec')]
+    """
+    return _write_text(table, path, options, header=True, fmt="word2vec text")
+
+
+def write_glove(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
+    """GloVe text: ``token v1 ... vD`` per line, no header.
+
+    >>> write_glove(table, Path("out.txt"), WriteOptions())        # doctest: +SKIP
+    [PosixPath('out.txt')]
+    """
+    return _write_text(table, path, options, header=False, fmt="GloVe text")
+
