@@ -190,6 +190,12 @@ def alignment_options(f: Any) -> Any:
     )
     from embsurgeon.align.match import DEFAULT_MATCH, MATCH_LEVELS
     from embsurgeon.align.norms import DEFAULT_NORM_MATCH, NormMatch
+    from embsurgeon.align.transform import (
+        DEFAULT_MAP_METHOD,
+        DEFAULT_NORMALIZATION,
+        MapMethod,
+        Normalization,
+    )
 
     init_choices = ", ".join(m.value for m in InitMethod)
     existing = click.Path(exists=True, path_type=Path)
@@ -237,6 +243,26 @@ def alignment_options(f: Any) -> Any:
                      metavar="FILE", help="Also write the alignment report as JSON here."),
         click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
                      help="Append zero placeholder rows up to a multiple of N rows."),
+        click.option("--map-to", type=existing, metavar="MODEL",
+                     help="Learn a linear map from the copied rows onto MODEL's own embedding "
+                          "rows for the same tokens and apply it to every row (output in "
+                          "MODEL's space; the target defaults to MODEL's vocabulary)."),
+        click.option("--map-method", type=click.Choice([m.value for m in MapMethod]),
+                     default=DEFAULT_MAP_METHOD.value, show_default=True,
+                     help="The --map-to map: orthogonal Procrustes or least squares."),
+        click.option("--remove-top", type=click.IntRange(min=0), metavar="N",
+                     help="All-but-the-top: remove the mean and the top N principal "
+                          "directions (N ~ dim/100)."),
+        click.option("--dim", type=click.IntRange(min=1), metavar="N",
+                     help="Reduce to N dimensions with PCA; the fitted PCA is saved as "
+                          "OUT.pca.safetensors for reuse with --pca."),
+        click.option("--whiten", is_flag=True,
+                     help="Scale the PCA components to unit variance."),
+        click.option("--pca", "pca_file", type=existing, metavar="FILE",
+                     help="Apply a PCA saved by an earlier run instead of fitting one."),
+        click.option("--normalize", type=click.Choice([n.value for n in Normalization]),
+                     default=DEFAULT_NORMALIZATION.value, show_default=True,
+                     help="Row normalization, applied last."),
         click.option("--no-stream", is_flag=True,
                      help="Read every source row, not only those the target can use."),
     ]
@@ -274,7 +300,7 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
     fmt = output_format(out, to)  # fail on a bad output before a long read
     check_writable([out], force=force)
     keep = _read_keep_file(keep_file) if keep_file else None
-    if params["target"] is not None:
+    if params["target"] is not None or params["map_to"] is not None:
         _convert_aligned(ctx, src, out, fmt.name.value, dtype, limit, keep, force, params)
         return
     table = _read(ctx, src, params, limit=limit, keep=keep)
@@ -284,22 +310,41 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
               + ", ".join(str(p) for p in written))
 
 
+def _pca_path(out: Path) -> Path:
+    stem = out.with_suffix("")
+    return stem.with_name(stem.name + ".pca.safetensors")
+
+
 def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: str | None,
                      limit: int | None, keep: frozenset[str] | None, force: bool,
                      params: dict[str, Any]) -> None:
     """Read SRC (only the rows the target can use, when the reader streams), align, write."""
     from embsurgeon.align.api import align
     from embsurgeon.align.match import keep_predicate, read_overrides
+    from embsurgeon.align.postprocess import Transforms, load_projection
     from embsurgeon.align.targets import load_target, source_vocabulary
     from embsurgeon.io.atomic import atomic_paths, check_writable
     from embsurgeon.io.formats import FormatName, detect_format, read_table, write_table
     from embsurgeon.io.state_dict import provenance_path, write_provenance
+    from embsurgeon.table import EmbeddingTable
     from embsurgeon.vocab import find_tokenizer_file
 
     report_file: Path | None = params["report_file"]
-    sidecars = [provenance_path(out)] + ([report_file] if report_file else [])
+    pca_out = _pca_path(out) if params["dim"] or params["whiten"] else None
+    sidecars = [provenance_path(out)] + [p for p in (report_file, pca_out) if p]
     check_writable(sidecars, force=force)
-    target = load_target(params["target"], encoding=params["encoding"])
+    map_to = None
+    if params["map_to"] is not None:
+        map_to = read_table(params["map_to"], options=_options_from(ctx, params))
+    target_spec: Path | EmbeddingTable | None = params["target"] or map_to
+    if target_spec is None:  # unreachable: the caller needs --target or --map-to
+        raise click.UsageError("pass --target VOCAB (or --map-to MODEL)")
+    target = load_target(target_spec, encoding=params["encoding"])
+    transforms = Transforms(
+        map_to=map_to, map_method=params["map_method"], remove_top=params["remove_top"],
+        dim=params["dim"], whiten=params["whiten"],
+        pca=load_projection(params["pca_file"]) if params["pca_file"] else None,
+        normalize=params["normalize"], seed=params["seed"])
     fmt = detect_format(src, params["from_"])
     keep_if = None
     if fmt.streaming and not params["no_stream"]:
@@ -319,7 +364,7 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
         k=params["k"], temperature=params["temperature"], weighting=params["weighting"],
         fasttext_path=str(src) if fmt.name is FormatName.FASTTEXT_BIN else None,
         norm_match=params["norm_match"], seed=params["seed"], validate=params["validate"],
-        pad_to_multiple_of=params["pad_to_multiple_of"])
+        transforms=transforms, pad_to_multiple_of=params["pad_to_multiple_of"])
     report = result.report.to_dict()
     if keep_if is not None:
         report["streamed"] = {"rows_kept": len(table)}
@@ -340,6 +385,12 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
                                     encoding="utf-8")
                 else:
                     write_provenance(temp, provenance)
+    if result.projection is not None and pca_out is not None:
+        extra.append(result.projection.save(pca_out, force=force))
+    mapped = report.get("transforms", {}).get("map_to")
+    if mapped:
+        _say(ctx, f"map-to {mapped['method']}: {mapped['anchors']} anchors, held-out cosine "
+                  f"{mapped['heldout_cosine']}")
     validation = report.get("validation")
     if validation:
         for chain in validation["chains"]:

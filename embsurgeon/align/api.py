@@ -43,7 +43,9 @@ from embsurgeon.align.match import (
     parse_levels,
 )
 from embsurgeon.align.norms import DEFAULT_NORM_MATCH, NormMatch, match_norms
+from embsurgeon.align.postprocess import Transforms, apply_transforms
 from embsurgeon.align.targets import Target, load_target, source_vocabulary, table_vocabulary
+from embsurgeon.align.transform import LinearMap, Projection
 from embsurgeon.errors import AlignmentError
 from embsurgeon.table import PADDING_IDX, SOURCE_DTYPE, EmbeddingTable, placeholder_token
 from embsurgeon.vocab import SpecialRole, Vocabulary
@@ -150,6 +152,8 @@ class Alignment:
     table: EmbeddingTable
     report: AlignmentReport
     provenance: tuple[RowProvenance, ...]
+    projection: Projection | None = None  # a PCA fitted here, to save and reuse (--pca)
+    linear_map: LinearMap | None = None  # the map learned onto map_to's space
 
 
 def parse_init(spec: str | Sequence[str | InitMethod]) -> tuple[InitMethod, ...] | str:
@@ -321,15 +325,15 @@ def align(
     seed: int = DEFAULT_SEED,
     validate: bool = False,
     validate_fraction: float | None = None,
-    transforms: Any = None,
+    transforms: Transforms | None = None,
     pad_to_multiple_of: int | None = None,
 ) -> Alignment:
     """Map ``table`` onto ``target`` (a tokenizer, word list, table...) in target id order.
 
     ``init`` is a chain of :class:`InitMethod` names (``"subword,knn,mean"``) or ``"auto"``
     (the chain that rebuilds held-out shared rows best, see :mod:`embsurgeon.align.validate`).
-    ``transforms`` is a :class:`embsurgeon.align.api.Transforms` (dimension change, learned map,
-    normalization), applied to the whole matrix after initialization.
+    ``transforms`` (:class:`embsurgeon.align.postprocess.Transforms`: learned map, PCA,
+    all-but-the-top, normalization) run on the whole matrix after initialization.
 
     >>> import numpy as np
     >>> from embsurgeon.table import EmbeddingTable
@@ -399,9 +403,14 @@ def align(
     meta: dict[str, str] = {key: table.metadata[key] for key in (SOURCE_DTYPE, "source")
                             if key in table.metadata}
     meta["target"] = target_vocab.source or "list"
-    if transforms is not None:
-        vectors, transform_details = transforms.apply(vectors, target_vocab, matching, table)
-        details["transforms"] = transform_details
+    transformed = None
+    if transforms is not None and not transforms.empty:
+        live = np.asarray(vectors.any(axis=1), dtype=bool)  # (T,) rows to fit on
+        if pad_row is not None:
+            live[pad_row] = False
+        transformed = apply_transforms(transforms, vectors, target_vocab, matching, live)
+        vectors = transformed.vectors
+        details["transforms"] = dict(transformed.details)
     if pad_row is not None:
         vectors[pad_row] = 0.0
         methods[pad_row], sources[pad_row], weights[pad_row] = PADDING, (), ()
@@ -434,7 +443,9 @@ def align(
         padding_idx=aligned.padding_idx, details=details)
     provenance = tuple(RowProvenance(i, tok, methods[i], sources[i], weights[i])
                        for i, tok in enumerate(tokens_out))
-    return Alignment(aligned, report, provenance)
+    return Alignment(aligned, report, provenance,
+                     projection=transformed.projection if transformed else None,
+                     linear_map=transformed.linear_map if transformed else None)
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:
