@@ -17,7 +17,6 @@ frequency), so the result never depends on hash order.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -252,11 +251,6 @@ def _find(
 
 # -- streaming: which source rows are worth keeping ------------------------------------------
 
-#: While streaming a source file against a known target, one row in this many (chosen by a
-#: hash of the token, so the choice is reproducible) is kept besides the rows that can match or
-#: serve as subword pieces, so that mean/normal/mvn moments come from an unbiased sample of the
-#: whole file rather than from the matched rows alone.
-MOMENT_SAMPLE_RATE = 64
 _MAX_PIECE = 24
 
 
@@ -265,17 +259,18 @@ def keep_predicate(
     *,
     source_family: TokenizerFamily = TokenizerFamily.WORD,
     pieces: bool = True,
-    sample_rate: int | None = MOMENT_SAMPLE_RATE,
 ) -> Callable[[str], bool]:
     """A ``ReadOptions.keep_if`` predicate keeping only source rows the alignment can use.
 
-    A row is kept when its token can match a target token at any level, when (``pieces``) its
-    surface is a substring of some target surface so subword composition may use it, or when it
-    falls in the hash sample for moments. The predicate assumes the source is of
-    ``source_family`` (word-vector files are word-level).
+    A row is kept when its token can match a target token at any level, or when (``pieces``)
+    its surface is a substring of some target surface so subword composition may use it. The
+    predicate assumes the source is of ``source_family`` (word-vector files are word-level).
+
+    Streaming changes no result: mean/normal/mvn moments, norm matching and knn/omp anchors all
+    come from the copied rows, which are kept. Only the report's ``source_rows`` is smaller.
 
     >>> from embsurgeon.vocab import Vocabulary, TokenizerFamily
-    >>> keep = keep_predicate(Vocabulary(("北京", "cat"), TokenizerFamily.WORD), sample_rate=None)
+    >>> keep = keep_predicate(Vocabulary(("北京", "cat"), TokenizerFamily.WORD))
     >>> keep("北"), keep("Cat"), keep("dog")
     (True, True, False)
     """
@@ -300,10 +295,6 @@ def keep_predicate(
     def keep(token: str) -> bool:
         if token in exact:
             return True
-        text = fold(raw_surface(token, source_family, prefix).text)
-        if text in keys:
-            return True
-        return bool(sample_rate) and zlib.crc32(token.encode("utf-8", "surrogatepass")) % int(
-            sample_rate or 1) == 0
+        return fold(raw_surface(token, source_family, prefix).text) in keys
 
     return keep

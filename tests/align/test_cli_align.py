@@ -141,3 +141,46 @@ def test_without_target_convert_is_unchanged(src, tmp_path):
     result = run("convert", src, tmp_path / "plain.safetensors")
     assert result.exit_code == 0 and "aligned" not in result.output
     assert not (tmp_path / "plain.provenance.jsonl").exists()
+
+
+def _glove(path, words, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for word in words:
+            handle.write(word + " " + " ".join(f"{v:.5f}" for v in rng.standard_normal(dim))
+                         + "\n")
+    return path
+
+
+def test_streaming_keeps_only_usable_rows_and_changes_nothing(tmp_path):
+    words = ["the", "cat", "北京", "北", "京", "sun", "flower", "Paris"] + [
+        f"filler{i}" for i in range(500)]
+    src = _glove(tmp_path / "vectors.txt", words)
+    target = tmp_path / "target.txt"
+    target.write_text("the\n北京\n中国\nsunflower\nparis\n[PAD]\n", encoding="utf-8")
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert run("convert", src, a, "--from", "glove", "--target", target).exit_code == 0
+    assert run("convert", src, b, "--from", "glove", "--target", target,
+               "--no-stream").exit_code == 0
+    ra = json.loads((tmp_path / "a.report.json").read_text())["alignment"]
+    rb = json.loads((tmp_path / "b.report.json").read_text())["alignment"]
+    assert ra["streamed"]["rows_kept"] < 10 and rb["source_rows"] == len(words)
+    assert ra["methods"] == rb["methods"]
+    np.testing.assert_array_equal(load_file(a)["weight"].numpy(), load_file(b)["weight"].numpy())
+    pa = (tmp_path / "a.provenance.jsonl").read_text(encoding="utf-8")
+    assert pa == (tmp_path / "b.provenance.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(x) for x in pa.splitlines()]
+    assert rows[3]["method"] == "subword" and rows[3]["sources"] == ["sun", "flower"]
+    assert rows[4]["method"] == "case-fold" and rows[4]["sources"] == ["Paris"]
+
+
+def test_text_output_gets_its_provenance_too(tmp_path):
+    src = _glove(tmp_path / "vectors.txt", ["the", "cat", "dog"])
+    target = tmp_path / "target.txt"
+    target.write_text("cat\nthe\nzebra\n", encoding="utf-8")
+    out = tmp_path / "out.vec"
+    result = run("convert", src, out, "--from", "glove", "--target", target, "--init", "mean")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "out.provenance.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["exact", "exact", "mean"]
+    assert out.read_text(encoding="utf-8").splitlines()[0] == "3 6"
