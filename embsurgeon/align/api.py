@@ -189,8 +189,12 @@ def parse_init(spec: str | Sequence[str | InitMethod]) -> tuple[InitMethod, ...]
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Everything fixed before any row is built; shared with self-validation."""
+class AlignmentPlan:
+    """Everything fixed before any row is built; shared with self-validation.
+
+    ``aux`` is the auxiliary table re-keyed by target token; ``aux_to_source`` maps the target
+    tokens it shares with the source (the copied ones) to their source rows: knn/omp anchors.
+    """
 
     source: EmbeddingTable
     source_vocab: Vocabulary
@@ -204,10 +208,27 @@ class _Plan:
     fasttext_path: str | None
 
 
-def _plan(table: EmbeddingTable, target: Target, *, source_vocab: Vocabulary | None,
-          match: Sequence[MatchLevel | str] | str, overrides: Mapping[str, str] | None,
-          aux: EmbeddingTable | None, k: int, temperature: float, weighting: Weighting | str,
-          fasttext_path: str | None) -> _Plan:
+def plan_alignment(
+    table: EmbeddingTable,
+    target: Target,
+    *,
+    source_vocab: Vocabulary | None = None,
+    match: Sequence[MatchLevel | str] | str = DEFAULT_MATCH,
+    overrides: Mapping[str, str] | None = None,
+    aux: EmbeddingTable | None = None,
+    k: int = DEFAULT_K,
+    temperature: float = DEFAULT_TEMPERATURE,
+    weighting: Weighting | str = DEFAULT_WEIGHTING,
+    fasttext_path: str | None = None,
+) -> AlignmentPlan:
+    """Resolve the vocabularies and match the tokens: everything before rows are built.
+
+    >>> import numpy as np
+    >>> from embsurgeon.table import EmbeddingTable
+    >>> plan = plan_alignment(EmbeddingTable(["a", "b"], np.eye(2)), ["b", "c"])
+    >>> plan.matching.source_rows.tolist()
+    [1, -1]
+    """
     if len(table) == 0:
         raise AlignmentError("the source table has no rows")
     target_vocab = load_target(target)
@@ -226,7 +247,7 @@ def _plan(table: EmbeddingTable, target: Target, *, source_vocab: Vocabulary | N
             "check --target, allow more --match levels, or pass --map TARGET=SOURCE")
     aux_table, aux_to_source = (None, None) if aux is None else _aux_in_target_space(
         aux, target_vocab, matching, table, levels)
-    return _Plan(table, src_vocab, target_vocab, matching, aux_table, aux_to_source, k,
+    return AlignmentPlan(table, src_vocab, target_vocab, matching, aux_table, aux_to_source, k,
                  temperature, Weighting(weighting), fasttext_path)
 
 
@@ -255,7 +276,7 @@ def _aux_in_target_space(aux: EmbeddingTable, target: Vocabulary, matching: Matc
     return aux_table, shared
 
 
-def _context(plan: _Plan, source: EmbeddingTable, source_vocab: Vocabulary,
+def _context(plan: AlignmentPlan, source: EmbeddingTable, source_vocab: Vocabulary,
              reference_rows: np.ndarray, aux_to_source: Mapping[str, int] | None,
              seed: int) -> InitContext:
     return InitContext(
@@ -344,9 +365,9 @@ def align(
     """
     from embsurgeon.align import validate as validation
 
-    plan = _plan(table, target, source_vocab=source_vocab, match=match, overrides=overrides,
-                 aux=aux, k=k, temperature=temperature, weighting=weighting,
-                 fasttext_path=fasttext_path)
+    plan = plan_alignment(table, target, source_vocab=source_vocab, match=match,
+                          overrides=overrides, aux=aux, k=k, temperature=temperature,
+                          weighting=weighting, fasttext_path=fasttext_path)
     norm = NormMatch(norm_match)
     parsed = parse_init(init)
     details: dict[str, Any] = {}

@@ -28,11 +28,13 @@ import numpy as np
 from embsurgeon.align.forms import surface
 from embsurgeon.align.init import InitMethod
 from embsurgeon.align.match import MatchLevel
-from embsurgeon.align.norms import NormMatch, match_norms
+from embsurgeon.align.norms import DEFAULT_NORM_MATCH, NormMatch, match_norms
 from embsurgeon.errors import AlignmentError
+from embsurgeon.table import EmbeddingTable
 
 if TYPE_CHECKING:
-    from embsurgeon.align.api import _Plan
+    from embsurgeon.align.api import AlignmentPlan
+    from embsurgeon.align.targets import Target
 
 #: Share of eligible shared tokens hidden, unless told otherwise.
 DEFAULT_FRACTION = 0.1
@@ -110,7 +112,7 @@ def requested_chains(chain: Sequence[InitMethod]) -> list[tuple[InitMethod, ...]
     return chains
 
 
-def eligible_rows(plan: _Plan) -> np.ndarray:
+def eligible_rows(plan: AlignmentPlan) -> np.ndarray:
     """Target rows whose copied source row may be hidden: whole words matched exactly or
     canonically, each source row once."""
     seen: set[int] = set()
@@ -129,16 +131,20 @@ def eligible_rows(plan: _Plan) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def validate_plan(plan: _Plan, chains: Sequence[Sequence[InitMethod]], *,
-                  norm_match: NormMatch, seed: int, fraction: float | None = None) -> Validation:
-    """Hide a sample of shared rows, rebuild them with every chain, and score the results."""
+def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *,
+                  norm_match: NormMatch, seed: int, fraction: float | None = None,
+                  max_hidden: int = MAX_HIDDEN) -> Validation:
+    """Hide a sample of shared rows, rebuild them with every chain, and score the results.
+
+    ``fraction`` of the eligible rows are hidden, at most ``max_hidden`` of them.
+    """
     from embsurgeon.align.api import _context, run_chain
 
     fraction = DEFAULT_FRACTION if fraction is None else fraction
     if not 0 < fraction < 1:
         raise AlignmentError(f"the validation fraction must lie in (0, 1), got {fraction}")
     eligible = eligible_rows(plan)
-    n_hide = min(MAX_HIDDEN, round(fraction * eligible.size))
+    n_hide = min(max_hidden, round(fraction * eligible.size))
     if n_hide < MIN_HIDDEN or eligible.size - n_hide < MIN_HIDDEN:
         raise AlignmentError(
             f"only {eligible.size} whole-word tokens are shared with the source; self-validation "
@@ -198,6 +204,31 @@ def validate_plan(plan: _Plan, chains: Sequence[Sequence[InitMethod]], *,
     best = max(complete, key=lambda s: (round(s.mean_cosine, 6), -len(s.chain)), default=None)
     return Validation(int(n_hide), int(eligible.size), seed, tuple(scores),
                       best.chain if best else None)
+
+
+def validate_chains(table: EmbeddingTable, target: Target,
+                    chains: Sequence[Sequence[InitMethod | str]] | None = None, *,
+                    aux: EmbeddingTable | None = None, seed: int = 0,
+                    fraction: float | None = None, max_hidden: int = MAX_HIDDEN,
+                    norm_match: NormMatch | str = DEFAULT_NORM_MATCH,
+                    **plan_options: Any) -> Validation:
+    """Score init chains on ``table`` itself: what ``--validate`` and ``--init auto`` measure.
+
+    ``chains`` defaults to every candidate of ``--init auto``. Other keywords go to
+    :func:`embsurgeon.align.api.plan_alignment` (``source_vocab``, ``match``, ``k``...).
+
+    >>> v = validate_chains(table, table.tokens, [("subword", "mean")])   # doctest: +SKIP
+    >>> v.scores[0].mean_cosine                                           # doctest: +SKIP
+    0.62
+    """
+    from embsurgeon.align.api import plan_alignment
+
+    plan = plan_alignment(table, target, aux=aux, **plan_options)
+    if chains is None:
+        chains = candidate_chains(aux is not None)
+    parsed = [tuple(InitMethod(m) for m in chain) for chain in chains]
+    return validate_plan(plan, parsed, norm_match=NormMatch(norm_match), seed=seed,
+                         fraction=fraction, max_hidden=max_hidden)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

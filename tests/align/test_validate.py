@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embsurgeon.align import InitMethod, align
-from embsurgeon.align.api import _plan
+from embsurgeon.align.api import plan_alignment
 from embsurgeon.align.validate import (
     MAX_HIDDEN,
     candidate_chains,
@@ -31,9 +31,7 @@ def compositional() -> EmbeddingTable:
 
 
 def _plan_for(table, target, **kwargs):
-    defaults = {"source_vocab": None, "match": "exact,canonical", "overrides": None, "aux": None,
-                "k": 10, "temperature": 0.1, "weighting": "softmax", "fasttext_path": None}
-    return _plan(table, target, **{**defaults, **kwargs})
+    return plan_alignment(table, target, **{"match": "exact,canonical", **kwargs})
 
 
 def test_subword_rebuilds_compositional_words(compositional):
@@ -105,3 +103,12 @@ def test_too_few_shared_tokens():
 def test_bad_fraction(compositional):
     with pytest.raises(AlignmentError, match=r"fraction must lie in \(0, 1\)"):
         align(compositional, list(compositional.tokens), validate=True, validate_fraction=1.5)
+
+
+def test_validate_chains_public_helper(compositional):
+    from embsurgeon.align.validate import validate_chains
+
+    v = validate_chains(compositional, list(compositional.tokens), [("subword", "mean")],
+                        max_hidden=10, norm_match="none")
+    assert v.hidden == 10 and v.best == (InitMethod.SUBWORD, InitMethod.MEAN)
+    assert v.scores[0].mean_cosine > 0.5 and v.scores[0].by_method["subword"] >= 5
