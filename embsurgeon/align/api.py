@@ -413,7 +413,7 @@ def align(
         new = built.vectors
         initialized = np.array([mth != UNFILLED for mth in built.methods])
         if norm is not NormMatch.NONE and initialized.any():
-            ref_norms = np.linalg.norm(vectors[copied].astype(np.float64), axis=1)
+            ref_norms = row_norms(vectors, copied)
             new = new.copy()
             new[initialized] = match_norms(new[initialized], ref_norms, method=norm)
         vectors[missing] = new
@@ -467,6 +467,18 @@ def align(
     return Alignment(aligned, report, provenance,
                      projection=transformed.projection if transformed else None,
                      linear_map=transformed.linear_map if transformed else None)
+
+
+_NORM_CHUNK = 16384  # rows per block: norms of a 250k x 4096 matrix without a float64 copy
+
+
+def row_norms(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Euclidean norms of ``matrix[rows]`` in float64, a block of rows at a time. # (R,)"""
+    out = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), _NORM_CHUNK):
+        block = matrix[rows[start:start + _NORM_CHUNK]].astype(np.float64)  # (B, D)
+        out[start:start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:

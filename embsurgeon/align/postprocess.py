@@ -150,9 +150,15 @@ def _fit_map(model: EmbeddingTable, transforms: Transforms, vectors: np.ndarray,
 
     in_model = match_tokens(table_vocabulary(model), target,
                             levels=(MatchLevel.EXACT, MatchLevel.CANONICAL))
-    anchors = np.array([t for t, level in enumerate(matching.levels)
-                        if level in _ANCHOR_LEVELS and in_model.source_rows[t] >= 0],
-                       dtype=np.int64)
+    seen: set[int] = set()
+    picked = []
+    for t, level in enumerate(matching.levels):
+        # One anchor per source row: `the` copied into both `the` and `ｔｈｅ` is one pair.
+        source_row = int(matching.source_rows[t])
+        if level in _ANCHOR_LEVELS and in_model.source_rows[t] >= 0 and source_row not in seen:
+            seen.add(source_row)
+            picked.append(t)
+    anchors = np.array(picked, dtype=np.int64)
     if anchors.size < 2:
         raise AlignmentError(
             f"--map-to: only {anchors.size} copied token(s) also have a row in "

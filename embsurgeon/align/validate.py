@@ -138,7 +138,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
 
     ``fraction`` of the eligible rows are hidden, at most ``max_hidden`` of them.
     """
-    from embsurgeon.align.api import _context, run_chain
+    from embsurgeon.align.api import _context, row_norms, run_chain
 
     fraction = DEFAULT_FRACTION if fraction is None else fraction
     if not 0 < fraction < 1:
@@ -171,7 +171,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
     if plan.aux_to_source is not None:
         anchors = {tok: int(new_id[s]) for tok, s in plan.aux_to_source.items() if keep[s]}
     context = _context(plan, reduced, reduced_vocab, reference, anchors, seed)
-    ref_norms = np.linalg.norm(reduced.vectors[reference].astype(np.float64), axis=1)
+    ref_norms = row_norms(reduced.vectors, reference)
 
     truth = source.vectors[hidden_s].astype(np.float64)  # (H, D)
     truth_norm = np.linalg.norm(truth, axis=1)
