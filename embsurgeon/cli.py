@@ -326,7 +326,6 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
     from embsurgeon.io.atomic import atomic_paths, check_writable
     from embsurgeon.io.formats import FormatName, detect_format, read_table, write_table
     from embsurgeon.io.state_dict import provenance_path, write_provenance
-    from embsurgeon.table import EmbeddingTable
     from embsurgeon.vocab import find_tokenizer_file
 
     report_file: Path | None = params["report_file"]
@@ -336,10 +335,9 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
     map_to = None
     if params["map_to"] is not None:
         map_to = read_table(params["map_to"], options=_options_from(ctx, params))
-    target_spec: Path | EmbeddingTable | None = params["target"] or map_to
-    if target_spec is None:  # unreachable: the caller needs --target or --map-to
-        raise click.UsageError("pass --target VOCAB (or --map-to MODEL)")
-    target = load_target(target_spec, encoding=params["encoding"])
+    # Without --target, --map-to's model is the target too.
+    target = load_target(params["target"] if map_to is None or params["target"] is not None
+                         else map_to, encoding=params["encoding"])
     transforms = Transforms(
         map_to=map_to, map_method=params["map_method"], remove_top=params["remove_top"],
         dim=params["dim"], whiten=params["whiten"],

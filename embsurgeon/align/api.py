@@ -376,9 +376,8 @@ def align(
         measured = validation.validate_plan(plan, validation.candidate_chains(plan.aux is not None),
                                             norm_match=norm, seed=seed, fraction=validate_fraction)
         details["validation"] = measured.to_dict()
-        if measured.best is None:  # candidate_chains always offers complete chains
-            raise AlignmentError("--init auto measured no complete chain")
-        chain = measured.best
+        # candidate_chains always offers chains ending in mean/mvn, so best is never None.
+        chain = measured.best or DEFAULT_INIT
     else:
         chain = parsed
         if validate:

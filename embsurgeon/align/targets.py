@@ -46,7 +46,7 @@ def load_target(target: Target, *, encoding: str = "utf-8") -> Vocabulary:
     try:
         return guess_vocabulary(tokens, source="target list")
     except VocabularyError as exc:
-        raise AlignmentError(f"target list: {exc}") from exc
+        raise AlignmentError(str(exc)) from exc  # names "target list" and both ids
 
 
 def table_vocabulary(table: EmbeddingTable) -> Vocabulary:

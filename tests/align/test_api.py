@@ -183,3 +183,40 @@ def test_parse_init():
     assert parse_init("subword,knn,mean") == (InitMethod.SUBWORD, InitMethod.KNN, InitMethod.MEAN)
     assert parse_init(["auto"]) == "auto"
     assert MatchLevel.EXACT.value == "exact"
+
+
+def test_more_bad_input(glove, tmp_path):
+    with pytest.raises(AlignmentError, match="target not found"):
+        align(glove, tmp_path / "missing.txt")
+    with pytest.raises(AlignmentError, match="target list: token 'the' at ids 0 and 1"):
+        align(glove, ["the", "the"])
+    with pytest.raises(AlignmentError, match="the source table has no rows"):
+        align(EmbeddingTable([], np.zeros((0, 3), np.float32)), ["the"])
+    with pytest.raises(AlignmentError, match="the table has no rows"):
+        load_target(EmbeddingTable([], np.zeros((0, 3), np.float32)))
+    wrong = Vocabulary(("a", "b"), TokenizerFamily.WORD)
+    with pytest.raises(AlignmentError, match="the source vocabulary has 2 tokens but the table"):
+        align(glove, ["the"], source_vocab=wrong)
+    from embsurgeon.align.postprocess import Transforms
+
+    with pytest.raises(AlignmentError, match="--dim must be at least 1, got 0"):
+        Transforms(dim=0)
+
+
+def test_override_file_must_be_utf8(tmp_path):
+    from embsurgeon.align.match import read_overrides
+
+    path = tmp_path / "map.txt"
+    path.write_bytes(b"a=\xff\n")
+    with pytest.raises(AlignmentError, match="map.txt: not UTF-8 text"):
+        read_overrides(path)
+
+
+def test_source_tokenizer_cut_to_the_table(trained):
+    from embsurgeon.align.targets import source_vocabulary
+
+    vocab = load_vocabulary(trained["wordpiece"])
+    table = EmbeddingTable(vocab.tokens[:50], np.ones((50, 2), np.float32))
+    cut = source_vocabulary(table, trained["wordpiece"])
+    assert cut.tokens == vocab.tokens[:50] and cut.family is TokenizerFamily.WORDPIECE
+    assert cut.lowercase
