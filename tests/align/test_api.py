@@ -208,7 +208,7 @@ def test_override_file_must_be_utf8(tmp_path):
 
     path = tmp_path / "map.txt"
     path.write_bytes(b"a=\xff\n")
-    with pytest.raises(AlignmentError, match="map.txt: not UTF-8 text"):
+    with pytest.raises(AlignmentError, match=r"map\.txt: not UTF-8 text"):
         read_overrides(path)
 
 
