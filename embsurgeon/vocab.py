@@ -79,6 +79,7 @@ class Vocabulary:
     added: frozenset[str] = frozenset()  # tokens added on top of the model vocabulary
     tokenizer_file: str | None = None  # a file `tokenizers` or `sentencepiece` can load
     counts: tuple[int, ...] | None = None  # from a `token count` frequency file
+    duplicates: int = 0  # repeated lines merged away (word lists and frequency files only)
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -327,30 +328,20 @@ def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabula
         raise VocabularyError(
             f"{path}: cannot decode as {encoding} at byte {exc.start}; pass the right --encoding"
         ) from exc
-    text = text.removeprefix("\ufeff")
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    lines = [line.removesuffix("\r") for line in lines]
-    if path.name != "vocab.txt":
+    numbered = [(n, line.removesuffix("\r")) for n, line in enumerate(lines, 1)]
+    id_ordered = path.name == "vocab.txt"
+    if not id_ordered:
         # In a word list blank lines are noise; in vocab.txt line i is id i, so they stay.
-        lines = [line for line in lines if line.strip()]
-    if not lines:
+        numbered = [(n, line) for n, line in numbered if line.strip()]
+    if not numbered:
         raise VocabularyError(f"{path}: the vocabulary file is empty")
-    counts: tuple[int, ...] | None = None
-    matches = [_COUNT_LINE.match(line) for line in lines[:1000]]
-    if all(matches) and path.name != "vocab.txt":
-        parsed = [_COUNT_LINE.match(line) for line in lines]
-        for lineno, m in enumerate(parsed, 1):
-            if m is None:
-                raise VocabularyError(
-                    f"{path}:{lineno}: expected 'token count' like the lines above it"
-                )
-        tokens = tuple(m.group(1) for m in parsed if m)
-        counts = tuple(int(m.group(2)) for m in parsed if m)
-    else:
-        tokens = tuple(lines)
-    wordpiece = path.name == "vocab.txt" or ("[CLS]" in tokens and any(
+    if not id_ordered and all(_COUNT_LINE.match(line) for _, line in numbered[:1000]):
+        return _from_counts(path, numbered, config)
+    tokens = tuple(line for _, line in numbered)
+    wordpiece = id_ordered or ("[CLS]" in tokens and any(
         t.startswith("##") for t in tokens[:5000]))
     if wordpiece:
         # Without a tokenizer_config.json, a vocabulary with no upper-case word is uncased.
@@ -361,5 +352,27 @@ def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabula
                           lowercase=lowercase,
                           strip_accents=lowercase if accents is None else bool(accents),
                           continuation_prefix="##", special=_special_roles(tokens, config))
+    unique = tuple(dict.fromkeys(tokens))
+    return Vocabulary(unique, TokenizerFamily.WORD, source=str(path),
+                      special=_special_roles(unique, config),
+                      duplicates=len(tokens) - len(unique))
+
+
+def _from_counts(path: Path, numbered: Sequence[tuple[int, str]],
+                 config: Mapping[str, Any]) -> Vocabulary:
+    """A ``token count [tag]`` file; a repeated token keeps its first place, counts add up."""
+    counts: dict[str, int] = {}
+    repeats = 0
+    for lineno, line in numbered:
+        m = _COUNT_LINE.match(line)
+        if m is None:
+            raise VocabularyError(
+                f"{path}:{lineno}: expected 'token count' like the lines above it"
+            )
+        token, count = m.group(1), int(m.group(2))
+        repeats += token in counts
+        counts[token] = counts.get(token, 0) + count
+    tokens = tuple(counts)
     return Vocabulary(tokens, TokenizerFamily.WORD, source=str(path),
-                      special=_special_roles(tokens, config), counts=counts)
+                      special=_special_roles(tokens, config), counts=tuple(counts.values()),
+                      duplicates=repeats)

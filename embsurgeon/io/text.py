@@ -27,10 +27,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from embsurgeon.errors import FormatError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, VocabularyError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
-from embsurgeon.io.formats import DecodeErrors, ReadOptions, WriteOptions
+from embsurgeon.io.formats import DecodeErrors, DType, ReadOptions, WriteOptions
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
@@ -80,8 +80,9 @@ def check_encoding(encoding: str) -> None:
 class Decoder:
     """Turns token bytes into ``str`` under ``--encoding``/``--decode-errors``, counting damage."""
 
-    def __init__(self, path: Path, encoding: str, errors: DecodeErrors) -> None:
-        self.path, self.encoding, self.errors = path, encoding, errors
+    def __init__(self, path: Path, encoding: str, errors: DecodeErrors, unit: str = "line"
+                 ) -> None:
+        self.path, self.encoding, self.errors, self.unit = path, encoding, errors, unit
         self.replaced = 0
 
     def one(self, raw: bytes, line: int) -> str:
@@ -90,7 +91,7 @@ class Decoder:
         except UnicodeDecodeError as exc:
             if self.errors is DecodeErrors.STRICT:
                 raise FormatError(
-                    f"{self.path}, line {line}: token bytes {raw[:40]!r} are not valid "
+                    f"{self.path}, {self.unit} {line}: token bytes {raw[:40]!r} are not valid "
                     f"{self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
                     "--decode-errors replace"
                 ) from exc
@@ -116,7 +117,7 @@ def first_bytes_error(path: Path, head: bytes, reading: str) -> FormatError | No
     """An error saying which ``--from`` to use, when ``head`` is another known format."""
     from embsurgeon.io.formats import FormatName
 
-    if head.startswith(_FASTTEXT_MAGIC) or _looks_old_fasttext(head):
+    if head.startswith(_FASTTEXT_MAGIC) or looks_old_fasttext(head):
         other = FormatName.FASTTEXT_BIN
     elif head.startswith(b"\x80") or head.startswith(b"PK\x03\x04"):
         return FormatError(
@@ -139,7 +140,7 @@ def _looks_word2vec_bin(head: bytes) -> bool:
     return bool(nl) and parse_header(first) is not None and looks_binary(rest[:1024])
 
 
-def _looks_old_fasttext(head: bytes) -> bool:
+def looks_old_fasttext(head: bytes) -> bool:
     """fastText .bin from before the magic number: a header of plausible small integers."""
     if len(head) < 48:
         return False
@@ -162,11 +163,7 @@ def is_vector_line(line: bytes, dim: int | None = None) -> bool:
     fields = line.split()
     if len(fields) < 2 or (dim is not None and len(fields) < dim + 1):
         return False
-    try:
-        [float(f) for f in fields[-(dim or len(fields) - 1):]]
-    except ValueError:
-        return False
-    return True
+    return all(_is_float(f) for f in fields[-(dim or len(fields) - 1):])
 
 
 def sniff_word2vec(path: Path, head: bytes) -> bool:
@@ -174,7 +171,7 @@ def sniff_word2vec(path: Path, head: bytes) -> bool:
     text = _text_head(head)
     if text is None:
         return False
-    first, nl, rest = text.partition(b"\n")
+    first, _, rest = text.partition(b"\n")
     header = parse_header(first)
     if header is None:
         return False
@@ -191,10 +188,12 @@ def sniff_glove(path: Path, head: bytes) -> bool:
     lines = text.split(b"\n")
     if len(lines) > 1:
         lines.pop()  # possibly cut off by the 4 KiB head
-    lines = [line for line in lines if line.strip()]
+    lines = [line for line in lines if line.strip()][:SNIFF_LINES]
     if not lines or parse_header(lines[0]) is not None:
         return False
-    return all(is_vector_line(line) for line in lines[:20])
+    # The most common field count gives the dimension, as in the reader: tokens may hold spaces.
+    dim = Counter(len(line.split()) for line in lines).most_common(1)[0][0] - 1
+    return dim >= 1 and all(is_vector_line(line, dim) for line in lines)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -293,29 +292,26 @@ class _TextReader:
         self.file_size = path.stat().st_size
         self.compressed = compression_of(path) is not None
 
-    # The chunks, each a run of whole lines with the line number of its first line.
-    def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[tuple[bytes, int]]:
+    def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[bytes]:
+        """Runs of whole lines, each copied once (reading is a large share of the time)."""
         pending = first
-        line_no = 1
-        eof = False
         while True:
-            if not eof:
-                try:
-                    more = handle.read(CHUNK_BYTES)
-                except _STREAM_ERRORS as exc:
-                    raise corrupt_stream(self.path, exc) from exc
-                bar.update(len(more))  # type: ignore[attr-defined]
-                eof = not more
-                pending += more
-            cut = len(pending) if eof else pending.rfind(b"\n") + 1
-            if cut == 0 and not eof:
-                continue  # one line longer than a chunk: keep reading
-            chunk, pending = pending[:cut], pending[cut:]
-            if chunk:
-                yield chunk, line_no
-                line_no += chunk.count(b"\n")
-            if eof:
+            try:
+                more = handle.read(CHUNK_BYTES)
+            except _STREAM_ERRORS as exc:
+                raise corrupt_stream(self.path, exc) from exc
+            bar.update(len(more))  # type: ignore[attr-defined]
+            if not more:
+                if pending:
+                    yield pending
                 return
+            cut = more.rfind(b"\n") + 1
+            if cut == 0:  # no line ends in this read: a very long line
+                pending = b"".join((pending, more))
+                continue
+            yield b"".join((pending, memoryview(more)[:cut])) if pending else (
+                more if cut == len(more) else more[:cut])
+            pending = more[cut:]
 
     def read(self) -> EmbeddingTable:
         opts = self.options
@@ -336,11 +332,11 @@ class _TextReader:
             self._refuse_binary(head)
             header, dim, body_start = self._layout(head)
             sink = self._sink(header, dim, head[body_start:], body_start)
-            body_line = 2 if header else 1
             rows_seen = 0
-            chunks = self._chunks(handle, head[body_start:], bar)
-            for chunk, line_no in chunks:
-                tokens, block = self._parse(chunk, dim, body_line + line_no - 1)
+            line_no = 2 if header else 1
+            for chunk in self._chunks(handle, head[body_start:], bar):
+                tokens, block, lines = self._parse(chunk, dim, line_no)
+                line_no += lines
                 rows_seen += len(tokens)
                 if header and rows_seen > header[0]:
                     raise FormatError(
@@ -385,7 +381,7 @@ class _TextReader:
         counts = Counter(len(line.split()) for line in data)
         inferred = counts.most_common(1)[0][0] - 1 if counts else None
         if header is not None:
-            rows, dim = header
+            _, dim = header
             if inferred is None or inferred == dim or (len(data) and all(
                     len(line.split()) > dim for line in data)):
                 if dim == 0:
@@ -440,11 +436,16 @@ class _TextReader:
 
     # -- parsing one chunk ------------------------------------------------------------------
 
-    def _parse(self, chunk: bytes, dim: int, first_line: int) -> tuple[list[str], np.ndarray]:
+    def _parse(self, chunk: bytes, dim: int, first_line: int
+               ) -> tuple[list[str], np.ndarray, int]:
+        """(tokens, (B, D) vectors, number of lines) of one chunk."""
         fast = self._parse_fast(chunk, dim, first_line)
         if fast is None:
-            return self._parse_slow(chunk, dim, first_line)
-        return fast
+            tokens, block = self._parse_slow(chunk, dim, first_line)
+        else:
+            tokens, block = fast  # no blank lines on this path: one line per token
+            return tokens, block, len(tokens)
+        return tokens, block, chunk.count(b"\n") + (not chunk.endswith(b"\n"))
 
     def _parse_fast(self, chunk: bytes, dim: int,
                     first_line: int) -> tuple[list[str], np.ndarray] | None:
@@ -472,8 +473,11 @@ class _TextReader:
         if body.count(b" ") - trailing != rows * dim:
             return None
         try:
+            # Single-space delimiter: latin-1 would make byte 0xA0 inside a UTF-8 token a
+            # (non-breaking) space, and whitespace splitting would split the token there.
             block = np.loadtxt(io.BytesIO(body), dtype=np.float32, usecols=range(1, dim + 1),
-                               comments=None, quotechar=None, encoding="latin-1", ndmin=2)
+                               delimiter=" ", comments=None, quotechar=None, encoding="latin-1",
+                               ndmin=2)
         except ValueError:
             return None
         if block.shape != (rows, dim):
@@ -498,9 +502,7 @@ class _TextReader:
                     f"token and {dim} numbers"
                 )
             try:
-                if b"_" in line:  # Python's float() takes 1_000; no vector file means that
-                    raise ValueError("underscore")
-                values.append([float(x) for x in parts[1:]])
+                values.append([_to_float(x) for x in parts[1:]])
             except ValueError as exc:
                 bad = next(x for x in parts[1:] if not _is_float(x))
                 raise FormatError(
@@ -529,11 +531,15 @@ class _TextReader:
         )
 
 
+def _to_float(text: bytes) -> float:
+    if b"_" in text:  # Python's float() takes 1_000; no vector file means that
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
+
 def _is_float(text: bytes) -> bool:
-    if b"_" in text:
-        return False
     try:
-        float(text)
+        _to_float(text)
     except ValueError:
         return False
     return True
@@ -564,6 +570,8 @@ def check_token(token: str, row: int, fmt: str, *, spaces: bool) -> None:
         problem = "starts or ends with whitespace"
     elif not spaces and any(ch.isspace() for ch in token):
         problem = "contains whitespace"
+    elif any(ch < " " and ch != "\t" for ch in token):
+        problem = "contains a control character"  # readers take such bytes for binary data
     if problem is not None:
         raise VocabularyError(
             f"token {token!r} (row {row}) {problem}, which {fmt} cannot hold; rename or drop it"
@@ -577,8 +585,15 @@ def _format_rows(tokens: list[str], vectors: np.ndarray) -> str:
                                                               strict=True)])
 
 
+def refuse_dtype(options: WriteOptions, fmt: str) -> None:
+    """Word-vector formats hold float32 only; ``--dtype`` would be silently ignored."""
+    if options.dtype not in (None, DType.FLOAT32):
+        raise DtypeError(f"{fmt} writes float32 values; drop --dtype {options.dtype.value}")
+
+
 def _write_text(table: EmbeddingTable, path: Path, options: WriteOptions, *, header: bool,
                 fmt: str) -> list[Path]:
+    refuse_dtype(options, fmt)
     for row, token in enumerate(table.tokens):
         check_token(token, row, fmt, spaces=True)
     if header is False and len(table) and table.dim == 1 and parse_header(

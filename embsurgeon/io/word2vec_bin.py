@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embsurgeon.errors import DtypeError, FormatError
+from embsurgeon.errors import FormatError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
-from embsurgeon.io.formats import DType, FormatName, ReadOptions, WriteOptions
+from embsurgeon.io.formats import FormatName, ReadOptions, WriteOptions
 from embsurgeon.io.text import (
     Decoder,
     RowSink,
@@ -28,6 +28,7 @@ from embsurgeon.io.text import (
     is_vector_line,
     looks_binary,
     parse_header,
+    refuse_dtype,
 )
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
@@ -69,7 +70,7 @@ class _BinaryReader:
     def __init__(self, path: Path, options: ReadOptions) -> None:
         self.path = path
         self.options = options
-        self.decoder = Decoder(path, options.encoding, options.decode_errors)
+        self.decoder = Decoder(path, options.encoding, options.decode_errors, unit="record")
 
     def read(self) -> EmbeddingTable:
         path, opts = self.path, self.options
@@ -165,7 +166,7 @@ class _BinaryReader:
             return
         nbytes = dim * _ROW_DTYPE.itemsize
         dest = sink.reserve(len(taken), rows - record)  # (n, D)
-        target = memoryview(dest).cast("B")
+        target = dest.data.cast("B")
         source = memoryview(buf)
         picks = offsets[:len(taken)] if keep_rows is None else [offsets[r] for r in keep_rows]
         for j, offset in enumerate(picks):
@@ -217,8 +218,7 @@ def write_word2vec_bin(table: EmbeddingTable, path: Path, options: WriteOptions)
     >>> write_word2vec_bin(table, Path("out.bin"), WriteOptions())   # doctest: +SKIP
     [PosixPath('out.bin')]
     """
-    if options.dtype not in (None, DType.FLOAT32):
-        raise DtypeError(f"word2vec binary holds float32 only; drop --dtype {options.dtype.value}")
+    refuse_dtype(options, "word2vec binary")
     for row, token in enumerate(table.tokens):
         check_token(token, row, "word2vec binary", spaces=False)
     with np.errstate(over="ignore"):
