@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from embsurgeon.align.forms import Surface, surface
+from embsurgeon.align.forms import Surface, is_placeholder, surface
 from embsurgeon.align.init import (
     DEFAULT_K,
     DEFAULT_TEMPERATURE,
@@ -58,7 +58,7 @@ DEFAULT_SEED = 0
 
 #: Provenance methods of rows that are not copied and not initialized.
 PADDING = "padding"  # the padding row, always zero
-PLACEHOLDER = "placeholder"  # extra zero rows from pad_to_multiple_of
+PLACEHOLDER = "placeholder"  # zero rows: id gaps of the target, and pad_to_multiple_of rows
 UNFILLED = "unfilled"  # no method of the chain could build the row; left zero
 #: Provenance methods whose rows hold a source row unchanged (before whole-matrix transforms).
 COPIED_METHODS: frozenset[str] = frozenset(level.value for level in MatchLevel)
@@ -401,8 +401,13 @@ def align(
         weights[t] = (1.0,)
 
     pad_row = _padding_row(target_vocab)
-    missing = np.array([t for t in np.flatnonzero(matching.source_rows < 0) if t != pad_row],
-                       dtype=np.int64)
+    # Ids the tokenizer never produces (gaps, named <embsurgeon:row:N>) stay zero placeholders.
+    unused = {t for t in np.flatnonzero(matching.source_rows < 0).tolist()
+              if is_placeholder(target_vocab.tokens[t])}
+    for t in unused:
+        methods[t] = PLACEHOLDER
+    missing = np.array([t for t in np.flatnonzero(matching.source_rows < 0)
+                        if t != pad_row and t not in unused], dtype=np.int64)
     if missing.size:
         reference = np.unique(matching.source_rows[copied])
         context = _context(plan, table, plan.source_vocab, reference, plan.aux_to_source, seed)

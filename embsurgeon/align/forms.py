@@ -93,6 +93,11 @@ def decode_byte_level(token: str) -> str | None:
         return None
 
 
+def is_placeholder(token: str) -> bool:
+    """A row without a token (``<embsurgeon:row:N>``): an id gap or a padding row."""
+    return token.startswith(_PLACEHOLDER)
+
+
 def is_byte_fallback(token: str) -> bool:
     """``<0xNN>``: a SentencePiece byte-fallback piece."""
     return _BYTE_FALLBACK.match(token) is not None
@@ -100,7 +105,7 @@ def is_byte_fallback(token: str) -> bool:
 
 def is_control(token: str, vocab: Vocabulary) -> bool:
     """True for special and control tokens (``[CLS]``, ``<|endoftext|>``, ``[unused7]``)."""
-    if vocab.role_of(token) is not None or token.startswith(_PLACEHOLDER):
+    if vocab.role_of(token) is not None or is_placeholder(token):
         return True
     if token in vocab.added and _CONTROL.match(token):
         return True

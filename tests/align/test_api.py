@@ -220,3 +220,10 @@ def test_source_tokenizer_cut_to_the_table(trained):
     cut = source_vocabulary(table, trained["wordpiece"])
     assert cut.tokens == vocab.tokens[:50] and cut.family is TokenizerFamily.WORDPIECE
     assert cut.lowercase
+
+
+def test_id_gaps_of_the_target_stay_zero(glove):
+    target = Vocabulary(("the", "<embsurgeon:row:1>", "zebra"), TokenizerFamily.WORD)
+    out = align(glove, target, init="mean")
+    assert [p.method for p in out.provenance] == ["exact", "placeholder", "mean"]
+    assert not out.table.vectors[1].any()
