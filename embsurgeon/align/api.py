@@ -452,8 +452,8 @@ def align(
             methods += [PLACEHOLDER] * extra
             sources += [()] * extra
             weights += [()] * extra
-    out_dtype = table.vectors.dtype if table.vectors.dtype != np.float16 else np.float16
-    aligned = EmbeddingTable(tokens_out, vectors.astype(out_dtype, copy=False), meta)
+    # Built in float32; handed back in the source's dtype (float16 in, float16 out).
+    aligned = EmbeddingTable(tokens_out, vectors.astype(table.vectors.dtype, copy=False), meta)
 
     counts: dict[str, int] = {}
     for name in _method_order(chain):

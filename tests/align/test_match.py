@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from embsurgeon.align.forms import spell, surface
 from embsurgeon.align.match import (
@@ -177,3 +179,28 @@ def test_keep_predicate_keeps_matches_and_pieces(vocabs):
     assert not keep("zebra") and not keep("冰箱")
     exact_only = keep_predicate(vocabs["words"], pieces=False)
     assert exact_only("Paris") and exact_only("paris") and not exact_only("Par")
+
+
+_TEXT = st.text(alphabet=st.sampled_from("abcxyzéüßçÅ北京中国ńłΩжё"), min_size=1, max_size=8)
+_FAMILIES = st.sampled_from([TokenizerFamily.WORDPIECE, TokenizerFamily.BYTE_BPE,
+                             TokenizerFamily.SENTENCEPIECE, TokenizerFamily.WORD])
+
+
+@given(st.lists(st.tuples(_TEXT, st.booleans()), min_size=1, max_size=6, unique=True),
+       _FAMILIES, _FAMILIES)
+def test_any_surface_spelled_in_two_families_matches(forms, a, b):
+    """Property: the same surfaces spelled by two families match one to one."""
+    if TokenizerFamily.WORD in (a, b):
+        forms = [(text, True) for text, _ in forms]  # word lists only hold whole words
+    forms = list(dict.fromkeys(forms))
+    src = Vocabulary(tuple(dict.fromkeys(spell(t, w, Vocabulary(("x",), a,
+                                          continuation_prefix="##")) for t, w in forms)), a,
+                     continuation_prefix="##" if a is TokenizerFamily.WORDPIECE else "")
+    tgt = Vocabulary(tuple(dict.fromkeys(spell(t, w, Vocabulary(("x",), b,
+                                          continuation_prefix="##")) for t, w in forms)), b,
+                     continuation_prefix="##" if b is TokenizerFamily.WORDPIECE else "")
+    m = match_tokens(src, tgt)
+    for t, token in enumerate(tgt.tokens):
+        s = m.source_rows[t]
+        assert s >= 0 and m.levels[t] in (MatchLevel.EXACT, MatchLevel.CANONICAL), token
+        assert surface(src.tokens[s], src) == surface(token, tgt)
