@@ -51,10 +51,8 @@ def knn_init(tokens: Sequence[str], surfaces: Sequence[Surface],
     weights are ``softmax(sim / temperature)`` or ``sparsemax(sim / temperature)``.
     """
     aux, shared, queries = _prepare("knn", tokens, surfaces, context)
-    unit = _unit_rows(aux.vectors)  # (A, d) float32
-    candidates = unit[shared.aux_rows]  # (K, d)
     k = min(context.k, len(shared.aux_rows))
-    top, sims = _nearest(unit, candidates, shared, queries, k)  # (Q, k) columns, cosines
+    top, sims = _nearest(aux.vectors, shared, queries, k)  # (Q, k) columns, cosines
     valid = np.isfinite(sims)
     some = valid.any(axis=1)  # a target whose only shared aux token is itself has none
     scores = np.where(valid, sims.astype(np.float64) / context.temperature, -np.inf)[some]
@@ -77,10 +75,9 @@ def omp_init(tokens: Sequence[str], surfaces: Sequence[Surface],
     """
     aux, shared, queries = _prepare("omp", tokens, surfaces, context)
     vectors = aux.vectors
-    unit = _unit_rows(vectors)
     n_shared = len(shared.aux_rows)
     pool = min(n_shared, max(_MIN_POOL, OMP_POOL_PER_ATOM * context.k))
-    top, _ = _nearest(unit, unit[shared.aux_rows], shared, queries, pool)  # (Q, P)
+    top, _ = _nearest(vectors, shared, queries, pool)  # (Q, P)
     coef = np.zeros((len(top), context.k), dtype=np.float64)
     chosen = np.full(coef.shape, -1, dtype=np.int64)
     block = max(1, _BLOCK_ELEMENTS // (pool * aux.dim))
@@ -112,7 +109,10 @@ def _prepare(name: str, tokens: Sequence[str], surfaces: Sequence[Surface],
     if len(aux) == 0 or aux.dim == 0:
         raise AlignmentError(f"--init {name}: the auxiliary table is empty ({aux!r})")
     shared = _shared(name, aux, context)
-    return aux, shared, _find_queries(aux, tokens, surfaces)
+    queries = _find_queries(aux, tokens, surfaces)
+    # A zero aux vector has no direction: every candidate would tie, so build nothing.
+    live = np.abs(aux.vectors[queries.aux_rows]).max(axis=1, initial=0.0) > 0
+    return aux, shared, _Queries(queries.positions[live], queries.aux_rows[live])
 
 
 def _shared(name: str, aux: EmbeddingTable, context: InitContext) -> _Shared:
@@ -174,20 +174,22 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def _nearest(unit: np.ndarray, candidates: np.ndarray, shared: _Shared, queries: _Queries,
+def _nearest(aux_vectors: np.ndarray, shared: _Shared, queries: _Queries,
              k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar candidate columns per query, best first.
 
     A query never gets itself (when its aux token is shared); if that leaves fewer than ``k``
     candidates, the last column is -1 with similarity -inf.
     """
+    # Only the shared and the queried rows are normalized: a 2M-word aux table stays as is.
+    candidates = _unit_rows(aux_vectors[shared.aux_rows])  # (K, d) float32
     n_queries, n_candidates = len(queries.aux_rows), len(candidates)
     top = np.empty((n_queries, k), dtype=np.int64)
     best = np.empty((n_queries, k), dtype=np.float32)
     block = max(1, _BLOCK_ELEMENTS // n_candidates)
     for start in range(0, n_queries, block):
         aux_rows = queries.aux_rows[start:start + block]
-        sims = unit[aux_rows] @ candidates.T  # (B, K)
+        sims = _unit_rows(aux_vectors[aux_rows]) @ candidates.T  # (B, K)
         own = shared.column_of_aux[aux_rows]  # (B,)
         mine = np.nonzero(own >= 0)[0]
         sims[mine, own[mine]] = -np.inf

@@ -130,7 +130,9 @@ def _omp_block(atoms: np.ndarray, y: np.ndarray, k: int, tol: float) -> SparseCo
     n_atoms = atoms.shape[-2]
     b = y.shape[0]
     work = atoms.astype(np.float32, copy=False)  # correlations in float32: the big GEMMs
-    atom_norms = np.linalg.norm(atoms.astype(np.float64), axis=-1)  # (K,) or (B, K)
+    # Norms only rank the atoms, so float32 products suffice (a float64 copy of a (B, P, d)
+    # candidate stack cost more than the whole pursuit).
+    atom_norms = np.sqrt(np.einsum("...d,...d->...", work, work).astype(np.float64))
     inv_norms = np.divide(1.0, atom_norms, out=np.zeros_like(atom_norms), where=atom_norms > 0)
     indices = np.full((b, k), -1, dtype=np.int64)
     coef = np.zeros((b, k), dtype=np.float64)

@@ -40,6 +40,21 @@ _Form = Literal["NFC", "NFD", "NFKC", "NFKD"]
 
 
 @dataclass(frozen=True)
+class _Known:
+    """The source tokens that have a row, and the longest of them (bounds every search)."""
+
+    tokens: Collection[str]
+    longest: int
+
+    @classmethod
+    def of(cls, tokens: Collection[str]) -> _Known:
+        return cls(tokens, max(map(len, tokens), default=0))
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.tokens
+
+
+@dataclass(frozen=True)
 class _Piece:
     token: str  # a source token
     length: int  # its surface length: characters (bytes for byte-level BPE), markers excluded
@@ -125,7 +140,8 @@ def _unknown_tokens(vocab: Vocabulary | None) -> frozenset[str]:
 # -- choosing a segmenter -----------------------------------------------------------------
 
 def _piece_finder(vocab: Vocabulary | None,
-                  available: Collection[str]) -> Callable[[Surface], list[_Piece]]:
+                  tokens: Collection[str]) -> Callable[[Surface], list[_Piece]]:
+    available = _Known.of(tokens)
     if vocab is None or vocab.family is TokenizerFamily.WORD:
         return lambda surface: _word_pieces(surface, available)
     if vocab.family is TokenizerFamily.WORDPIECE:
@@ -245,7 +261,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _greedy(text: str, available: Collection[str], *, first: str = "",
+def _greedy(text: str, available: _Known, *, first: str = "",
             rest: str = "") -> list[str]:
     """Longest-match-first split of ``text`` into available pieces (prefixes ``first`` for the
     first piece, ``rest`` for the others); [] when some position matches nothing."""
@@ -253,7 +269,7 @@ def _greedy(text: str, available: Collection[str], *, first: str = "",
     start = 0
     while start < len(text):
         prefix = first if start == 0 else rest
-        for stop in range(len(text), start, -1):
+        for stop in range(min(len(text), start + available.longest), start, -1):
             candidate = prefix + text[start:stop]
             if candidate in available:
                 out.append(candidate)
@@ -266,7 +282,7 @@ def _greedy(text: str, available: Collection[str], *, first: str = "",
 
 # -- WordPiece ------------------------------------------------------------------------------
 
-def _wordpiece(surface: Surface, vocab: Vocabulary, available: Collection[str],
+def _wordpiece(surface: Surface, vocab: Vocabulary, available: _Known,
                prefix: str) -> list[_Piece]:
     """BERT's basic tokenization, then greedy longest-match-first WordPiece per word."""
     text = surface.text
@@ -325,7 +341,7 @@ def _is_cjk(char: str) -> bool:
 
 # -- word-level sources ---------------------------------------------------------------------
 
-def _word_pieces(surface: Surface, available: Collection[str]) -> list[_Piece]:
+def _word_pieces(surface: Surface, available: _Known) -> list[_Piece]:
     """Fewest known words that spell the surface (case-folded if needed), CJK by character."""
     text = surface.text.strip()
     if not text:
@@ -339,7 +355,7 @@ def _word_pieces(surface: Surface, available: Collection[str]) -> list[_Piece]:
     return []
 
 
-def _fewest_words(text: str, available: Collection[str]) -> list[str]:
+def _fewest_words(text: str, available: _Known) -> list[str]:
     """Dynamic programme: the segmentation into the fewest available pieces (ties: longer first
     pieces), each at least ``MIN_WORD_PIECE`` long unless it is a CJK character."""
     n = len(text)
@@ -347,7 +363,7 @@ def _fewest_words(text: str, available: Collection[str]) -> list[str]:
     nxt = [0] * (n + 1)
     best[n] = 0
     for i in range(n - 1, -1, -1):
-        for j in range(n, i, -1):
+        for j in range(min(n, i + available.longest), i, -1):
             after = best[j]
             if after is None:
                 continue

@@ -65,9 +65,34 @@ def test_mvn_has_the_source_covariance():
     assert np.abs(cov_new - cov_src).max() < 0.05 * np.abs(cov_src).max()
 
 
-def test_mvn_with_fewer_rows_than_dimensions_stays_in_their_span():
+@pytest.mark.parametrize("via", ["rows", "covariance"])
+def test_both_mvn_routes_have_the_source_covariance(via):
+    x = _correlated(300, 6, seed=5)
+    draws = sample_mvn(x.astype(np.float32), 30000, np.random.default_rng(1), via=via)
+    np.testing.assert_allclose(draws.mean(0), x.mean(0), atol=0.03)
+    cov = np.cov(x.T)
+    assert np.abs(np.cov(draws.T) - cov).max() < 0.05 * np.abs(cov).max()
+
+
+def test_mvn_picks_the_cheaper_route_and_is_deterministic(monkeypatch):
+    import embsurgeon.align.init as init
+
+    x = _correlated(400, 64, seed=6)
+    few = sample_mvn(x, 3, np.random.default_rng(2))  # 3 draws: by rows
+    np.testing.assert_array_equal(few, sample_mvn(x, 3, np.random.default_rng(2), via="rows"))
+    many = sample_mvn(x, 500, np.random.default_rng(2))  # 500 draws: by covariance
+    np.testing.assert_array_equal(
+        many, sample_mvn(x, 500, np.random.default_rng(2), via="covariance"))
+    monkeypatch.setattr(init, "_DRAW_ELEMENTS", 7)  # chunking changes draws but not the law
+    assert sample_mvn(x, 3, np.random.default_rng(2)).shape == (3, 64)
+    with pytest.raises(AlignmentError, match="via must be auto, rows or covariance, not 'svd'"):
+        sample_mvn(x, 3, np.random.default_rng(2), via="svd")
+
+
+@pytest.mark.parametrize("via", ["rows", "covariance"])
+def test_mvn_with_fewer_rows_than_dimensions_stays_in_their_span(via):
     x = _correlated(5, 32, seed=2)  # C < D: covariance of rank 4
-    draws = sample_mvn(x, 20000, np.random.default_rng(0))
+    draws = sample_mvn(x, 20000, np.random.default_rng(0), via=via)
     centred = x - x.mean(0)
     # Every draw minus the mean lies in the span of the centred rows...
     coef, *_ = np.linalg.lstsq(centred.T, (draws - x.mean(0)).T, rcond=None)
@@ -232,6 +257,14 @@ def test_knn_and_omp_are_deterministic_and_batched_consistently(aux_world, monke
         monkeypatch.undo()
         np.testing.assert_allclose(whole.vectors, split.vectors, atol=1e-6)
         assert whole.sources == split.sources
+
+
+@pytest.mark.parametrize("method", ["knn", "omp"])
+def test_a_zero_aux_vector_builds_nothing(method):
+    aux = EmbeddingTable(["a", "b", "new"], np.array([[1, 0], [0, 1], [0, 0]], np.float32))
+    source = EmbeddingTable(["a", "b"], np.eye(2, dtype=np.float32))
+    r = initialize(method, ["new"], [Surface("new", True)], InitContext(source, aux=aux, k=1))
+    assert r.filled.tolist() == [False] and r.sources == ((),)
 
 
 def test_aux_to_source_maps_aux_tokens_onto_other_source_spellings():
@@ -505,3 +538,24 @@ def test_subword_without_a_tokenizer_file():
     vocab = Vocabulary(("a", "b"), TokenizerFamily.BYTE_BPE, source="vocab.json")
     with pytest.raises(AlignmentError, match=r"vocabulary 'vocab\.json' has no tokenizer file"):
         _subword(_random_table(["a", "b"]), vocab, [Surface("ab", True)])
+
+
+def test_wordpiece_agrees_with_the_real_minilm_tokenizer(minilm_dir):
+    from tokenizers import Tokenizer
+
+    from embsurgeon.vocab import load_vocabulary
+
+    tok = Tokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    for source in ("tokenizer.json", "vocab.txt"):
+        vocab = load_vocabulary(minilm_dir / source)
+        table = _random_table(vocab.tokens, dim=4)
+        stems = [t for t in vocab.tokens[2000:30000:97] if t.isalpha()]
+        words = [w for stem in stems for w in (stem + "ization", "Un" + stem + "ly")]
+        words += ["Café", "naïve", "don't", "中国人", "e-mail", "ü", "x" * 120, "Straße"]
+        r = _subword(table, vocab, [Surface(w, True) for w in words])
+        for i, word in enumerate(words):
+            expected = [p for p in tok.encode(word, add_special_tokens=False).tokens
+                        if p != "[UNK]"]
+            assert list(r.sources[i]) == expected, (source, word)

@@ -266,3 +266,22 @@ def test_linear_map_of_another_dimension():
     m = fit_linear_map(_data(50, 4), _data(50, 4, seed=1), "lstsq")
     with pytest.raises(AlignmentError, match="takes 4-dim rows but got 3-dim rows"):
         m.apply(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(("n", "d"), [(20, 50), (300, 12)])
+def test_least_squares_matches_numpy_lstsq_including_underdetermined(n, d):
+    rng = np.random.default_rng(17)
+    x, y = rng.standard_normal((n, d)), rng.standard_normal((n, 3))
+    m = fit_linear_map(x, y, "lstsq", holdout=0, center=False)
+    np.testing.assert_allclose(m.weight, np.linalg.lstsq(x, y, rcond=None)[0], atol=1e-9)
+    np.testing.assert_allclose(m.bias, 0)
+
+
+def test_least_squares_with_collinear_anchors():
+    rng = np.random.default_rng(18)
+    base = rng.standard_normal((100, 3))
+    x = np.hstack([base, base[:, :1] * 2.0])  # the 4th column repeats the 1st
+    y = base @ rng.standard_normal((3, 2))
+    m = fit_linear_map(x, y, "lstsq", holdout=0, center=False)
+    np.testing.assert_allclose(m.weight, np.linalg.lstsq(x, y, rcond=None)[0], atol=1e-8)
+    assert m.train_cosine == pytest.approx(1.0)
