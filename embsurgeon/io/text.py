@@ -20,7 +20,7 @@ import io
 import math
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +39,8 @@ from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 CHUNK_BYTES = 8 << 20
 #: Lines looked at to infer the dimension of a headerless file.
 SNIFF_LINES = 100
+#: Widest token the fast path takes (bytes); a chunk with a longer one goes line by line.
+_TOKEN_WIDTH = 256
 #: Significant digits written: 9 is the least that round-trips every float32 exactly.
 FLOAT_DIGITS = 9
 
@@ -85,20 +87,20 @@ class Decoder:
         self.path, self.encoding, self.errors, self.unit = path, encoding, errors, unit
         self.replaced = 0
 
-    def one(self, raw: bytes, line: int) -> str:
+    def one(self, raw: bytes | bytearray, line: int) -> str:
         try:
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
             if self.errors is DecodeErrors.STRICT:
                 raise FormatError(
-                    f"{self.path}, {self.unit} {line}: token bytes {raw[:40]!r} are not valid "
-                    f"{self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
+                    f"{self.path}, {self.unit} {line}: token bytes {bytes(raw[:40])!r} are not "
+                    f"valid {self.encoding} (byte {exc.start}); pass --encoding (e.g. gb18030) or "
                     "--decode-errors replace"
                 ) from exc
             self.replaced += 1
             return raw.decode(self.encoding, errors="replace")
 
-    def many(self, raws: list[bytes], first_line: int) -> list[str]:
+    def many(self, raws: Sequence[bytes | bytearray], first_line: int) -> list[str]:
         """Decode a chunk's tokens in one call; only a failure goes token by token."""
         try:
             joined = b"\n".join(raws).decode(self.encoding)
@@ -331,10 +333,12 @@ class _TextReader:
                 raise FormatError(f"{self.path}: the file holds no vectors (only blank lines)")
             self._refuse_binary(head)
             header, dim, body_start = self._layout(head)
-            sink = self._sink(header, dim, head[body_start:], body_start)
+            body, head = head[body_start:], b""  # do not hold the first chunk twice
+            sink = self._sink(header, dim, body, body_start)
             rows_seen = 0
             line_no = 2 if header else 1
-            for chunk in self._chunks(handle, head[body_start:], bar):
+            for chunk in self._chunks(handle, body, bar):
+                body = b""
                 tokens, block, lines = self._parse(chunk, dim, line_no)
                 line_no += lines
                 rows_seen += len(tokens)
@@ -449,40 +453,38 @@ class _TextReader:
 
     def _parse_fast(self, chunk: bytes, dim: int,
                     first_line: int) -> tuple[list[str], np.ndarray] | None:
-        """The whole chunk through numpy's C parser; None when the chunk needs line by line.
+        """The whole chunk through numpy's C parser; None when it needs reading line by line.
 
-        The space count proves every line holds exactly ``dim + 1`` single-space-separated
-        fields (a trailing space is allowed: fastText writes one), so the first space ends
-        the token and columns ``1..dim`` are the vector.
+        The structured dtype (token bytes, then ``dim`` floats) makes numpy check that every
+        line holds exactly ``dim + 1`` single-space-separated fields, so a token with spaces is
+        never misread as numbers; such chunks, and those with tabs, blank lines, over-long
+        tokens or damage, go line by line. A trailing space (fastText writes one) is allowed
+        when the chunk's first line has one too.
         """
         body = chunk if chunk.endswith(b"\n") else chunk + b"\n"
-        lines = body.split(b"\n")
-        lines.pop()
-        rows = len(lines)
-        # Blank lines, lines starting with whitespace and lines ending in CR alone give an
-        # empty token here; any of them sends the chunk line by line.
-        raw = [line[:line.find(b" ")] for line in lines]
-        if not all(raw) or b"\t" in body:
+        if b"\t" in body:
             return None
-        trailing = sum([line.endswith((b" ", b" \r")) for line in lines])
-        if b"\r" in body and (body.count(b"\r") != rows or not all(
-                [line.endswith(b"\r") for line in lines])):
-            return None  # a CR inside a line would separate fields the count below misses
-        # With every line holding at least dim + 1 fields (loadtxt checks that), this count
-        # proves none holds more: a token with spaces can never be misread as numbers.
-        if body.count(b" ") - trailing != rows * dim:
-            return None
+        first = body[:body.find(b"\n")]
+        fields = [("token", f"S{_TOKEN_WIDTH}"), ("vector", "<f4", (dim,))]
+        if first.endswith((b" ", b" \r")):
+            fields.append(("trailing", "S1"))
         try:
             # Single-space delimiter: latin-1 would make byte 0xA0 inside a UTF-8 token a
             # (non-breaking) space, and whitespace splitting would split the token there.
-            block = np.loadtxt(io.BytesIO(body), dtype=np.float32, usecols=range(1, dim + 1),
-                               delimiter=" ", comments=None, quotechar=None, encoding="latin-1",
-                               ndmin=2)
+            parsed = np.loadtxt(io.BytesIO(body), dtype=np.dtype(fields), delimiter=" ",
+                                comments=None, quotechar=None, encoding="latin-1", ndmin=1)
         except ValueError:
             return None
-        if block.shape != (rows, dim):
+        # numpy skips blank lines; they would shift the line numbers of later errors.
+        if len(parsed) != body.count(b"\n"):
             return None
-        self._check_finite(block, first_line, lines)
+        raw = parsed["token"].tolist()
+        if not all(raw) or max(map(len, raw)) >= _TOKEN_WIDTH:
+            return None  # an empty token, or one that may have been cut at the field width
+        block = parsed["vector"]  # (B, D), a strided view into the records
+        if not self.options.allow_nonfinite and not np.isfinite(block).all():
+            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            self._nonfinite(raw[row].decode(self.options.encoding, "replace"), first_line + row)
         return self.decoder.many(raw, first_line), block
 
     def _parse_slow(self, chunk: bytes, dim: int,
@@ -516,13 +518,6 @@ class _TextReader:
             row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
             self._nonfinite(tokens[row], line_nos[row])
         return tokens, block
-
-    def _check_finite(self, block: np.ndarray, first_line: int, lines: list[bytes]) -> None:
-        if self.options.allow_nonfinite or np.isfinite(block).all():
-            return
-        row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-        self._nonfinite(lines[row][:lines[row].find(b" ")].decode(
-            self.options.encoding, "replace"), first_line + row)
 
     def _nonfinite(self, token: str, line: int) -> None:
         raise FormatError(

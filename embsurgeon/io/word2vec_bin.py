@@ -11,6 +11,7 @@ gets an error naming the ``--from`` to use.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -84,12 +85,11 @@ class _BinaryReader:
         with open_binary(path) as handle, progress_bar(
                 opts.progress, total=None if compressed else size,
                 desc=f"reading {path.name}") as bar:
-            try:
-                buf = handle.read(CHUNK_BYTES)
-            except (EOFError, OSError) as exc:
-                raise corrupt_stream(path, exc) from exc
-            bar.update(len(buf))
-            rows, dim, pos = _read_header(path, buf)
+            # One reusable buffer filled with readinto: the bytes are copied once, from the
+            # file into the buffer, and once more, record by record, into the matrix.
+            buf = bytearray(CHUNK_BYTES)
+            n = self._fill(handle, buf, 0, bar)
+            rows, dim, pos = _read_header(path, bytes(buf[:min(n, 65536)]))
             nbytes = dim * _ROW_DTYPE.itemsize
             # Each record needs a token byte, a space and the vector: refuse a header the file
             # cannot hold before allocating for it.
@@ -109,20 +109,20 @@ class _BinaryReader:
                 capacity = min(capacity, 4096)
             sink = RowSink(dim, capacity, opts.limit, opts.keep, opts.keep_if)
             record = 0
-            eof = False
+            eof = n < len(buf)
             while record < rows and not sink.full:
                 # Parse every complete record in the buffer.
-                raws: list[bytes] = []
+                raws: list[bytearray] = []
                 offsets: list[int] = []
-                n = len(buf)
                 find, add_raw, add_offset = buf.find, raws.append, offsets.append
                 for _ in range(rows - record):
                     if pos < n and buf[pos] == 10:  # the newline after the previous vector
                         pos += 1
-                    space = find(b" ", pos, pos + MAX_TOKEN_BYTES + 1)
-                    if space < 0 or space + 1 + nbytes > n:
-                        if eof or (space < 0 and n - pos > MAX_TOKEN_BYTES):
-                            self._broken(record + len(raws), buf, pos, space, nbytes)
+                    space = find(b" ", pos, n)
+                    if space < 0 or space + 1 + nbytes > n or space - pos > MAX_TOKEN_BYTES:
+                        if eof or space - pos > MAX_TOKEN_BYTES or (
+                                space < 0 and n - pos > MAX_TOKEN_BYTES):
+                            self._broken(record + len(raws), n, pos, space)
                         break
                     add_raw(buf[pos:space])
                     add_offset(space + 1)
@@ -133,30 +133,46 @@ class _BinaryReader:
                 if record >= rows or sink.full:
                     break
                 if eof:
-                    self._broken(record, buf, pos, -1, nbytes)
-                try:
-                    more = handle.read(CHUNK_BYTES)
-                except (EOFError, OSError) as exc:
-                    raise corrupt_stream(path, exc) from exc
-                bar.update(len(more))
-                eof = not more
-                buf = buf[pos:] + more
+                    self._broken(record, n, pos, -1)
+                # Keep the unfinished record, make room for one whole record, read on.
+                rest = n - pos
+                buf[:rest] = buf[pos:n]
+                if rest + MAX_TOKEN_BYTES + nbytes + 2 > len(buf):
+                    buf.extend(bytes(rest + MAX_TOKEN_BYTES + nbytes + 2 - len(buf)))
+                n = self._fill(handle, buf, rest, bar)
+                eof = n < len(buf)
                 pos = 0
             if not sink.full:
-                self._check_tail(handle, buf[pos:], rows)
+                self._check_tail(handle, bytes(buf[pos:n]), rows)
         meta = {SOURCE_DTYPE: "float32", "duplicates": str(sink.duplicates)}
         if self.decoder.replaced:
             meta["decode_replaced"] = str(self.decoder.replaced)
         return EmbeddingTable(sink.tokens, sink.finish(), meta)
 
-    def _store(self, sink: RowSink, raws: list[bytes], offsets: list[int], buf: bytes,
+    def _fill(self, handle: BinaryIO, buf: bytearray, start: int, bar: Any) -> int:
+        """Read into ``buf[start:]`` until it is full or the file ends; the new data length."""
+        n = start
+        with memoryview(buf) as view:
+            while n < len(buf):
+                with view[n:] as target:
+                    try:
+                        got = handle.readinto(target)  # type: ignore[attr-defined]
+                    except (EOFError, OSError) as exc:
+                        raise corrupt_stream(self.path, exc) from exc
+                if not got:
+                    break
+                bar.update(got)
+                n += got
+        return n
+
+    def _store(self, sink: RowSink, raws: list[bytearray], offsets: list[int], buf: bytearray,
                dim: int, record: int, rows: int) -> None:
         if b"\n" in b" ".join(raws):  # several newlines before a token, or damage
             raws = [raw.lstrip(b"\n") for raw in raws]
         if not all(raws) or b"\n" in b" ".join(raws):
             i = next(i for i, raw in enumerate(raws) if not raw or b"\n" in raw)
             raise FormatError(
-                f"{self.path}, record {record + i + 1}: token {raws[i][:40]!r} is empty or "
+                f"{self.path}, record {record + i + 1}: token {bytes(raws[i][:40])!r} is empty or "
                 "holds a line break, so the record boundaries are off (the header's dim is "
                 "wrong or the file is damaged)"
             )
@@ -167,10 +183,12 @@ class _BinaryReader:
         nbytes = dim * _ROW_DTYPE.itemsize
         dest = sink.reserve(len(taken), rows - record)  # (n, D)
         target = dest.data.cast("B")
-        source = memoryview(buf)
         picks = offsets[:len(taken)] if keep_rows is None else [offsets[r] for r in keep_rows]
-        for j, offset in enumerate(picks):
-            target[j * nbytes:(j + 1) * nbytes] = source[offset:offset + nbytes]
+        at = 0
+        with memoryview(buf) as source:
+            for offset in picks:
+                target[at:at + nbytes] = source[offset:offset + nbytes]
+                at += nbytes
         if not self.options.allow_nonfinite and not np.isfinite(dest).all():
             row = int(np.flatnonzero(~np.isfinite(dest).all(axis=1))[0])
             raise FormatError(
@@ -180,8 +198,8 @@ class _BinaryReader:
             )
         sink.commit(taken)
 
-    def _broken(self, record: int, buf: bytes, start: int, space: int, nbytes: int) -> None:
-        if start >= len(buf) or space >= 0:
+    def _broken(self, record: int, n: int, start: int, space: int) -> None:
+        if start >= n or 0 <= space - start <= MAX_TOKEN_BYTES:
             raise FormatError(
                 f"{self.path}: the file ends inside record {record + 1} (the header promises "
                 "more rows); the file is truncated or the header is wrong"

@@ -1,5 +1,6 @@
 import gzip
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -64,6 +65,22 @@ def test_streaming_filters(fixtures_dir):
     assert _read(path, keep_if=lambda t: t.startswith("c")).tokens == ("café", "computer",
                                                                         "cat")
     assert read_table(path, limit=2).tokens == full.tokens[:2]
+
+
+def test_filtered_read_never_holds_the_dropped_rows(tmp_path, monkeypatch):
+    rows = np.random.default_rng(0).standard_normal((20_000, 50)).astype(np.float32)  # 4 MB
+    table = EmbeddingTable([f"w{i}" for i in range(20_000)], rows)
+    write_word2vec_bin(table, tmp_path / "big.bin", WriteOptions())
+    monkeypatch.setattr(word2vec_bin, "CHUNK_BYTES", 64 << 10)
+    tracemalloc.start()
+    try:
+        kept = _read(tmp_path / "big.bin", keep=frozenset({"w3", "w19999"}))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept.tokens == ("w3", "w19999")
+    np.testing.assert_array_equal(kept.vectors, rows[[3, 19999]])
+    assert peak < 1_500_000, peak
 
 
 def test_small_chunks_and_duplicates(tmp_path, monkeypatch):
