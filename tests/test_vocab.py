@@ -2,6 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embsurgeon.errors import VocabularyError
 from embsurgeon.table import placeholder_token
@@ -231,3 +233,18 @@ def test_vocabulary_validates_itself():
     v = Vocabulary(("a", "b"), TokenizerFamily.WORD)
     assert v.index is v.index  # built once
     assert list(v) == ["a", "b"] and len(v) == 2
+
+
+_WORD = st.text(st.characters(blacklist_categories=("Z", "C")), min_size=1, max_size=6)
+_TOKEN = st.builds(" ".join, st.lists(_WORD, min_size=1, max_size=3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(_TOKEN, st.integers(0, 10**12), min_size=1, max_size=30),
+       st.sampled_from([" ", "\t"]))
+def test_frequency_file_round_trip(tmp_path_factory, entries, sep):
+    path = tmp_path_factory.mktemp("freq") / "counts.txt"
+    path.write_text("".join(f"{t}{sep}{c}\n" for t, c in entries.items()), encoding="utf-8")
+    vocab = load_vocabulary(path)
+    assert vocab.tokens == tuple(entries)
+    assert vocab.counts == tuple(entries.values())

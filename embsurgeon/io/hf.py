@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io.formats import ReadOptions
 from embsurgeon.io.state_dict import WEIGHT, safetensors_header
 from embsurgeon.io.tensors import tensor_to_numpy
@@ -239,8 +239,8 @@ def read_config(directory: Path) -> dict[str, Any]:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(
-            f"{file}: not valid JSON ({exc}); fix or remove it (it only guides which tensor "
-            "is the embedding; --tensor NAME does without it)"
+            f"{file}: not valid JSON ({exc}); fix or remove it (it only says which tensor is "
+            "the embedding and which row pads; without it pass --tensor NAME)"
         ) from exc
     if not isinstance(config, dict):
         raise FormatError(f"{file}: expected a JSON object, got {type(config).__name__}")
@@ -356,20 +356,24 @@ class Matrix:
     """One tensor read from a checkpoint, as float numpy, with where it came from."""
 
     name: str
-    vectors: np.ndarray  # (V, D)
+    vectors: np.ndarray  # (N, D): the first N rows of the tensor, all of them by default
     source_dtype: str
     file: Path
+    total_rows: int  # V, the tensor's full height
 
 
-def read_tensor(checkpoint: Checkpoint, name: str) -> Matrix:
-    """Read tensor ``name`` (and nothing else) from the one file that holds it."""
+def read_tensor(checkpoint: Checkpoint, name: str, *, limit: int | None = None) -> Matrix:
+    """Read tensor ``name`` (and nothing else) from the one file that holds it.
+
+    ``limit`` reads only the first rows (``--limit``), so a slice of a huge matrix is cheap.
+    """
     file = checkpoint.weight_map[name]
     if not file.is_file():
         where = f"{checkpoint.index} names shard {file.name} for {name!r}, but"
         raise FormatError(f"{where} {file} does not exist; download the missing shard")
     what = f"{file}: tensor {name!r}"
     if checkpoint.kind is WeightKind.SAFETENSORS:
-        vectors, dtype = _read_safetensors(file, name, what)
+        vectors, dtype, total = _read_safetensors(file, name, what, limit)
     else:
         state = _load_torch(file)
         if name not in state:
@@ -379,10 +383,12 @@ def read_tensor(checkpoint: Checkpoint, name: str) -> Matrix:
             )
         tensor = state[name]
         _check_2d(what, tuple(tensor.shape))
-        vectors, dtype = tensor_to_numpy(tensor, what=what)
-        # The array views a memory map of the file; own it, so rewriting the file is safe.
-        vectors = np.array(vectors, copy=True)
-    return Matrix(name, vectors, dtype, file)
+        total = int(tensor.shape[0])
+        vectors, dtype = tensor_to_numpy(tensor[:limit], what=what)
+        if dtype in _NUMPY_NATIVE:
+            # The array views a memory map of the file; own it, so rewriting the file is safe.
+            vectors = np.array(vectors, copy=True)
+    return Matrix(name, vectors, dtype, file, total)
 
 
 def _check_2d(what: str, shape: tuple[int, ...]) -> None:
@@ -393,28 +399,97 @@ def _check_2d(what: str, shape: tuple[int, ...]) -> None:
         )
 
 
-# safetensors dtype names numpy can hold directly (no torch needed for these).
-_NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64"}
+# safetensors dtype -> (little-endian numpy dtype of the stored bytes, our dtype name).
+_SAFETENSORS_DTYPES = {"F16": ("<f2", "float16"), "F32": ("<f4", "float32"),
+                       "F64": ("<f8", "float64"), "BF16": ("<u2", "bfloat16")}
+_NUMPY_NATIVE = ("float16", "float32", "float64")
+_BF16_CHUNK_BYTES = 32 << 20
 
 
-def _read_safetensors(file: Path, name: str, what: str) -> tuple[np.ndarray, str]:
-    from safetensors import SafetensorError, safe_open
+def _read_safetensors(file: Path, name: str, what: str,
+                      limit: int | None) -> tuple[np.ndarray, str, int]:
+    """One tensor of a safetensors file, read straight into a new numpy array.
 
-    try:
-        with safe_open(str(file), framework="numpy") as handle:
-            view = handle.get_slice(name)
-            _check_2d(what, tuple(view.get_shape()))
-            dtype = view.get_dtype()
-            if dtype in _NUMPY_DTYPES:
-                return handle.get_tensor(name), _NUMPY_DTYPES[dtype]
-        # bfloat16 and other dtypes numpy lacks go through torch, which knows them all.
-        with safe_open(str(file), framework="pt") as handle:
-            return tensor_to_numpy(handle.get_tensor(name), what=what)
-    except SafetensorError as exc:
+    ``safe_open(...).get_tensor`` goes through a memory map, so the mapped pages and the copy
+    both count against resident memory (twice the tensor at peak); one ``readinto`` at the
+    tensor's offset needs the array alone. bfloat16 widens to float32 in chunks, no torch.
+    """
+    with open(file, "rb") as handle:
+        prefix = handle.read(8)
+        header = safetensors_header(file)
+        if header is None or len(prefix) < 8:
+            raise FormatError(
+                f"{file}: not a valid safetensors file (unreadable header); the file may be "
+                "truncated or corrupt: download it again"
+            )
+        entry = header.get(name)
+        if not isinstance(entry, dict):
+            raise TensorNotFoundError(
+                f"{file}: no tensor {name!r}, although the index says it is there; the "
+                "index and the shard do not belong together"
+            )
+        shape = _shape(entry)
+        _check_2d(what, shape)
+        if entry.get("dtype") not in _SAFETENSORS_DTYPES:
+            raise DtypeError(
+                f"{what}: dtype {entry.get('dtype')}; an embedding is a float tensor "
+                "(F16, BF16, F32 or F64): pass --tensor NAME"
+            )
+        _check_covered(file, header, int.from_bytes(prefix, "little"))
+        stored, dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+        offsets = entry.get("data_offsets")
+        begin, end = offsets if isinstance(offsets, list) and len(offsets) == 2 else (0, -1)
+        rows, dim = shape
+        nbytes = rows * dim * np.dtype(stored).itemsize
+        start = 8 + int.from_bytes(prefix, "little") + int(begin)
+        size = file.stat().st_size
+        if int(end) - int(begin) != nbytes or start + nbytes > size:
+            raise FormatError(
+                f"{file}: not a valid safetensors file (tensor {name!r} needs bytes {start} to "
+                f"{start + nbytes}, the header says {begin} to {end} and the file has {size} "
+                "bytes); it may be truncated or corrupt: download it again"
+            )
+        handle.seek(start)
+        wanted = rows if limit is None else min(rows, limit)
+        if dtype != "bfloat16":
+            vectors = np.empty((wanted, dim), dtype=stored)  # (N, D)
+            _read_exactly(handle, vectors, file)
+            return vectors, dtype, rows
+        vectors = np.empty((wanted, dim), dtype=np.float32)  # (N, D)
+        step = max(1, _BF16_CHUNK_BYTES // max(1, 2 * dim))
+        chunk = np.empty((min(step, wanted), dim), dtype=stored)
+        for row in range(0, wanted, step):
+            part = chunk[:min(step, wanted - row)]
+            _read_exactly(handle, part, file)
+            # bfloat16 is the top half of a float32: widen by a 16-bit shift, in place.
+            wide = vectors[row:row + len(part)].view(np.uint32)
+            wide[...] = part
+            wide <<= 16
+        return vectors, dtype, rows
+
+
+def _check_covered(file: Path, header: Mapping[str, Any], header_size: int) -> None:
+    """Like safetensors itself, refuse a file whose data does not end where the header says."""
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"
+            and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)]
+    expected = 8 + header_size + max(ends, default=0)
+    size = file.stat().st_size
+    if size != expected:
         raise FormatError(
-            f"{file}: not a valid safetensors file ({exc}); it may be truncated or corrupt: "
-            "download it again"
-        ) from exc
+            f"{file}: not a valid safetensors file (the header describes {expected} bytes, "
+            f"the file has {size}); it may be truncated or corrupt: download it again"
+        )
+
+
+def _read_exactly(handle: Any, array: np.ndarray, file: Path) -> None:
+    view = array.reshape(-1).view(np.uint8).data  # the array's own bytes, no copy
+    done = 0
+    while done < len(view):
+        got = handle.readinto(view[done:])
+        if not got:
+            raise FormatError(f"{file}: ended early, after {done} of {len(view)} bytes of a "
+                              "tensor; the file is truncated: download it again")
+        done += got
 
 
 def _load_torch(file: Path) -> dict[str, Any]:
@@ -459,9 +534,11 @@ def read_hf(path: Path, options: ReadOptions) -> EmbeddingTable:
     """
     checkpoint = open_checkpoint(path)
     name = find_embedding(checkpoint, options.tensor)
-    matrix = read_tensor(checkpoint, name)
-    rows = matrix.vectors.shape[0]
-    tokens, meta = _row_names(checkpoint.directory, rows, name)
+    # --limit keeps the first rows, unless a token filter must see every row first.
+    early = options.limit if options.keep is None and options.keep_if is None else None
+    matrix = read_tensor(checkpoint, name, limit=early)
+    rows = len(matrix.vectors)
+    tokens, meta = _row_names(checkpoint.directory, matrix.total_rows, rows, name)
     config = checkpoint.config
     meta.update({"tensor": name, SOURCE_DTYPE: matrix.source_dtype,
                  "shard": matrix.file.name})
@@ -475,22 +552,24 @@ def read_hf(path: Path, options: ReadOptions) -> EmbeddingTable:
     return EmbeddingTable(tokens, matrix.vectors, meta)
 
 
-def _row_names(directory: Path, rows: int, tensor: str) -> tuple[list[str], dict[str, str]]:
+def _row_names(directory: Path, total: int, rows: int,
+               tensor: str) -> tuple[list[str], dict[str, str]]:
+    """Names for the first ``rows`` of a ``total``-row matrix, checked against the tokenizer."""
     from embsurgeon.vocab import find_tokenizer_file, load_vocabulary
 
     found = find_tokenizer_file(directory)
     if found is None:
         return [placeholder_token(i) for i in range(rows)], {VOCABULARY: NO_VOCABULARY}
     vocab: Vocabulary = load_vocabulary(found)
-    if len(vocab) > rows:
+    if len(vocab) > total:
         raise VocabularyError(
             f"{found}: the tokenizer has {len(vocab)} tokens but tensor {tensor!r} has only "
-            f"{rows} rows; the tokenizer does not belong to these weights"
+            f"{total} rows; the tokenizer does not belong to these weights"
         )
-    tokens = list(vocab.tokens) + [placeholder_token(i) for i in range(len(vocab), rows)]
-    # Gaps in the tokenizer's id space are placeholder rows too.
-    padding = rows - len(vocab) + sum(t == placeholder_token(i) for i, t in
-                                      enumerate(vocab.tokens))
+    tokens = list(vocab.tokens[:rows]) + [placeholder_token(i)
+                                          for i in range(len(vocab), rows)]
+    # Rows past the tokenizer and gaps in its id space are both placeholder rows.
+    padding = sum(t == placeholder_token(i) for i, t in enumerate(tokens))
     meta = {VOCABULARY: found.name, "tokenizer_family": vocab.family.value}
     if padding:
         meta[PADDING_ROWS] = str(padding)

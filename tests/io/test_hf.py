@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
@@ -14,9 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from embsurgeon import read_table
 from embsurgeon.cli import cli
-from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
+from embsurgeon.errors import DtypeError, FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io import hf
-from embsurgeon.io.formats import FORMATS, detect_format, write_table
+from embsurgeon.io.formats import FORMATS, ReadOptions, detect_format, write_table
 from embsurgeon.io.hf import Checkpoint, WeightKind, find_embedding, sniff_hf
 from embsurgeon.io.state_dict import sniff_pt, sniff_safetensors
 from embsurgeon.table import EmbeddingTable, placeholder_token
@@ -130,15 +129,21 @@ def test_real_minilm_checkpoint(minilm_dir):
 
 # -- reading only what is needed -----------------------------------------------------------
 
-def _spy_safe_open(monkeypatch) -> list[str]:
+def _spy_safetensors(monkeypatch) -> list[str]:
+    """Names of the safetensors files whose header or data the reader touches."""
     opened: list[str] = []
-    real = safetensors.safe_open
+    header, read = hf.safetensors_header, hf._read_safetensors
 
-    def spy(filename, *args, **kwargs):
-        opened.append(Path(filename).name)
-        return real(filename, *args, **kwargs)
+    def spy_header(path):
+        opened.append(Path(path).name)
+        return header(path)
 
-    monkeypatch.setattr(safetensors, "safe_open", spy)
+    def spy_read(file, *args):
+        opened.append(Path(file).name)
+        return read(file, *args)
+
+    monkeypatch.setattr(hf, "safetensors_header", spy_header)
+    monkeypatch.setattr(hf, "_read_safetensors", spy_read)
     return opened
 
 
@@ -150,7 +155,7 @@ def test_sharded_safetensors_opens_only_the_embedding_shard(copy_of, monkeypatch
     assert others  # the fixture really is sharded
     for other in others:  # a reader that touched them would now fail
         (directory / other).unlink()
-    opened = _spy_safe_open(monkeypatch)
+    opened = _spy_safetensors(monkeypatch)
     table = read_table(directory)
     assert set(opened) == {shard}
     assert table.metadata["shard"] == shard
@@ -328,10 +333,47 @@ def test_directory_without_weights(tmp_path):
 def test_truncated_safetensors(copy_of):
     directory = copy_of("tiny-bert")
     file = directory / "model.safetensors"
-    file.write_bytes(file.read_bytes()[:-100])
+    whole = file.read_bytes()
+    file.write_bytes(whole[:-100])
     with pytest.raises(FormatError, match=r"model\.safetensors: not a valid safetensors file "
-                                          r"\(.*file not fully covered.*download it again"):
+                                          r"\(the header describes \d+ bytes, the file has "
+                                          r"\d+\); it may be truncated or corrupt"):
         read_table(directory)
+    # A header that promises more than the file holds for the embedding itself.
+    header_size = int.from_bytes(whole[:8], "little")
+    header = json.loads(whole[8:8 + header_size])
+    entry = header["embeddings.word_embeddings.weight"]
+    entry["data_offsets"][1] += 4
+    text = json.dumps(header).encode()
+    file.write_bytes(len(text).to_bytes(8, "little") + text + whole[8 + header_size:])
+    with pytest.raises(FormatError, match=r"model\.safetensors: not a valid safetensors file "
+                                          r"\(tensor 'embeddings\.word_embeddings\.weight' "
+                                          r"needs bytes \d+ to \d+, .* the file has \d+ bytes\); "
+                                          r"it may be truncated or corrupt: download it again"):
+        read_table(directory)
+
+
+def test_integer_tensor_is_not_an_embedding(tmp_path):
+    directory = tmp_path / "ints"
+    directory.mkdir()
+    save_file({"embed_tokens.weight": torch.zeros(3, 2, dtype=torch.int64),
+               "norm.weight": torch.zeros(2)}, directory / "model.safetensors")
+    with pytest.raises(DtypeError, match=r"tensor 'embed_tokens\.weight': dtype I64; an "
+                                         r"embedding is a float tensor"):
+        read_table(directory)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes_read_exactly(tmp_path, dtype):
+    directory = tmp_path / "d"
+    directory.mkdir()
+    weight = torch.randn(1000, 7, generator=torch.Generator().manual_seed(0)).to(dtype)
+    save_file({"model.embed_tokens.weight": weight, "lm_head.weight": weight[:, :3].contiguous()},
+              directory / "model.safetensors")
+    table = read_table(directory)
+    assert table.source_dtype == str(dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(table.vectors, weight.float().numpy().astype(
+        table.vectors.dtype))
 
 
 def test_corrupt_safetensors_header(copy_of):
@@ -397,7 +439,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path, layout):
 def test_invalid_config_json(copy_of):
     directory = copy_of("tiny-bert")
     (directory / "config.json").write_text('{"model_type": "bert",')
-    with pytest.raises(FormatError, match=r"config\.json: not valid JSON .*--tensor NAME"):
+    with pytest.raises(FormatError, match=r"config\.json: not valid JSON .*fix or remove it"):
         read_table(directory)
     (directory / "config.json").write_text("[1, 2]")
     with pytest.raises(FormatError, match=r"config\.json: expected a JSON object, got list"):
@@ -481,3 +523,85 @@ def test_cli_tensor_option_and_error(fixtures_dir, tmp_path):
 
 def test_module_keeps_heavy_imports_lazy():
     assert "torch" not in hf.__dict__ and "transformers" not in hf.__dict__
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-llama-bf16", "tiny-llama-bin-sharded"])
+def test_limit_reads_only_the_first_rows(fixtures_dir, name):
+    whole = read_table(fixtures_dir / name)
+    for limit in (5, len(whole) - 3, len(whole) + 10):
+        head = read_table(fixtures_dir / name, limit=limit)
+        n = min(limit, len(whole))
+        assert head.tokens == whole.tokens[:n]
+        np.testing.assert_array_equal(head.vectors, whole.vectors[:n])
+        assert head.source_dtype == whole.source_dtype
+        placeholders = sum(t.startswith("<embsurgeon:row:") for t in head.tokens)
+        assert head.metadata.get("padding_rows", "0") == str(placeholders)
+
+
+def test_limit_after_keep(fixtures_dir):
+    whole = read_table(fixtures_dir / "tiny-bert")
+    wanted = {whole.tokens[-1], whole.tokens[-2], whole.tokens[-3]}
+    table = read_table(fixtures_dir / "tiny-bert", keep=frozenset(wanted), limit=2)
+    assert table.tokens == whole.tokens[-3:-1]  # the filter saw every row before the limit
+
+
+def test_missing_path_and_unclear_directory(tmp_path):
+    with pytest.raises(FormatError, match=r"absent: no such file or directory"):
+        hf.read_hf(tmp_path / "absent", ReadOptions())
+    for name in ("a.safetensors", "b.safetensors"):
+        save_file({"x.weight": torch.zeros(2, 2)}, tmp_path / name)
+    with pytest.raises(FormatError, match=r"several weight files \(a\.safetensors, "
+                                          r"b\.safetensors\) and none called model\.safetensors"):
+        read_table(tmp_path)
+
+
+def test_lone_nonstandard_safetensors_file(tmp_path):
+    save_file({"model.embed_tokens.weight": torch.ones(3, 2), "lm_head.weight": torch.ones(3, 2)},
+              tmp_path / "consolidated.safetensors")
+    assert read_table(tmp_path).metadata["shard"] == "consolidated.safetensors"
+
+
+def test_damaged_index(copy_of):
+    directory = copy_of("tiny-bert-sharded")
+    (directory / "model.safetensors.index.json").write_text('{"weight_map": {')
+    with pytest.raises(FormatError, match=r"index\.json: not valid JSON; the shard index is "
+                                          r"damaged"):
+        read_table(directory)
+
+
+@pytest.mark.parametrize(("name", "index_name", "tensor"), [
+    ("tiny-bert-sharded", "model.safetensors.index.json", "embeddings.word_embeddings.weight"),
+    ("tiny-llama-bin-sharded", "pytorch_model.bin.index.json", "model.embed_tokens.weight"),
+])
+def test_index_and_shard_disagree(copy_of, name, index_name, tensor):
+    directory = copy_of(name)
+    file = directory / index_name
+    index = json.loads(file.read_text())
+    right = index["weight_map"][tensor]
+    index["weight_map"][tensor] = next(s for s in index["weight_map"].values() if s != right)
+    file.write_text(json.dumps(index))
+    with pytest.raises(TensorNotFoundError, match=rf"no tensor '{tensor}', although .*says it "
+                                                  r"is there; the index and the shard do not "
+                                                  r"belong together"):
+        read_table(directory)
+
+
+def test_candidate_listing_is_bounded(tmp_path):
+    directory = _checkpoint(tmp_path, {f"layer{i}.proj.weight": (i + 2, 3) for i in range(15)})
+    with pytest.raises(TensorNotFoundError,
+                       match=r"2-D tensors: layer14\.proj\.weight 16x3, .* and 3 more; "):
+        read_table(directory)
+    only_1d = tmp_path / "flat"
+    only_1d.mkdir()
+    save_file({"a.bias": torch.zeros(3), "b.bias": torch.zeros(2)},
+              only_1d / "model.safetensors")
+    with pytest.raises(TensorNotFoundError, match=r"it holds no 2-D tensor; pass --tensor NAME"):
+        read_table(only_1d)
+
+
+def test_read_stops_at_a_short_file(tmp_path):
+    import io
+
+    array = np.empty((4, 2), dtype=np.float32)
+    with pytest.raises(FormatError, match=r"ended early, after 8 of 32 bytes of a tensor"):
+        hf._read_exactly(io.BytesIO(b"\0" * 8), array, tmp_path / "x.safetensors")
