@@ -147,13 +147,15 @@ def _piece_finder(vocab: Vocabulary | None,
     if vocab.family is TokenizerFamily.WORDPIECE:
         prefix = vocab.continuation_prefix or "##"
         return lambda surface: _wordpiece(surface, vocab, available, prefix)
-    if vocab.tokenizer_file is None:
+    gpt2_vocab = None if vocab.tokenizer_file else _gpt2_files(vocab.source)
+    if vocab.tokenizer_file is None and gpt2_vocab is None:
         raise AlignmentError(
             f"--init subword: the {vocab.family.value} source vocabulary {vocab.source!r} has no "
-            "tokenizer file; pass the tokenizer.json or SentencePiece .model as the source "
-            "vocabulary"
+            "tokenizer file; pass the tokenizer.json, SentencePiece .model, or a vocab.json "
+            "with merges.txt beside it as the source vocabulary"
         )
-    model = _load_model(vocab.tokenizer_file)
+    model = (_load_model(vocab.tokenizer_file) if vocab.tokenizer_file
+             else _load_gpt2(str(gpt2_vocab)))
     byte_level = vocab.family is TokenizerFamily.BYTE_BPE
     marker = "Ġ" if byte_level else "▁"
     normalize = _normalizer(vocab)
@@ -182,6 +184,20 @@ def _marked_length(piece: str, marker: str, byte_encoder: dict[int, str] | None)
     if byte_encoder is None and body.startswith("<0x") and body.endswith(">"):
         return 1  # SentencePiece byte fallback: one byte
     return len(body)
+
+
+def _gpt2_files(source: str) -> str | None:
+    """GPT-2 style ``vocab.json`` with ``merges.txt`` beside it (a BPE without tokenizer.json)."""
+    path = Path(source)
+    if path.name.endswith(".json") and (path.parent / "merges.txt").is_file():
+        return str(path)
+    return None
+
+
+@lru_cache(maxsize=4)
+def _load_gpt2(vocab_json: str) -> Any:
+    tokenizers = require("tokenizers", extra="test", purpose="--init subword")
+    return tokenizers.models.BPE.from_file(vocab_json, str(Path(vocab_json).parent / "merges.txt"))
 
 
 @lru_cache(maxsize=4)

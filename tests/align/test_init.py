@@ -559,3 +559,18 @@ def test_wordpiece_agrees_with_the_real_minilm_tokenizer(minilm_dir):
             expected = [p for p in tok.encode(word, add_special_tokens=False).tokens
                         if p != "[UNK]"]
             assert list(r.sources[i]) == expected, (source, word)
+
+
+def test_gpt2_vocab_json_with_merges(tmp_path):
+    from embsurgeon.vocab import TokenizerFamily, load_vocabulary
+
+    tok = _train_bpe(tmp_path / "tokenizer.json")
+    files = tmp_path / "gpt2"
+    files.mkdir()
+    tok.model.save(str(files))  # vocab.json + merges.txt, as GPT-2 checkpoints ship them
+    vocab = load_vocabulary(files / "vocab.json")
+    assert vocab.family is TokenizerFamily.BYTE_BPE and vocab.tokenizer_file is None
+    table = _random_table(vocab.tokens)
+    r = _subword(table, vocab, [Surface(w, True) for w in WORDS])
+    for i, word in enumerate(WORDS):
+        assert list(r.sources[i]) == tok.encode(" " + word).tokens
