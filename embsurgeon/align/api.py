@@ -365,6 +365,8 @@ def align(
     """
     from embsurgeon.align import validate as validation
 
+    if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+        raise AlignmentError(f"pad_to_multiple_of must be at least 1, got {pad_to_multiple_of}")
     plan = plan_alignment(table, target, source_vocab=source_vocab, match=match,
                           overrides=overrides, aux=aux, k=k, temperature=temperature,
                           weighting=weighting, fasttext_path=fasttext_path)
@@ -442,8 +444,6 @@ def align(
         meta[PADDING_IDX] = str(pad_row)
     tokens_out = list(target_vocab.tokens)
     if pad_to_multiple_of is not None:
-        if pad_to_multiple_of < 1:
-            raise AlignmentError(f"pad_to_multiple_of must be at least 1, got {pad_to_multiple_of}")
         extra = -rows % pad_to_multiple_of
         if extra:
             vectors = np.concatenate([vectors, np.zeros((extra, vectors.shape[1]),
