@@ -227,3 +227,18 @@ def test_id_gaps_of_the_target_stay_zero(glove):
     out = align(glove, target, init="mean")
     assert [p.method for p in out.provenance] == ["exact", "placeholder", "mean"]
     assert not out.table.vectors[1].any()
+
+
+def test_hf_table_brings_its_own_tokenizer(minilm_dir):
+    from embsurgeon.io.formats import read_table
+
+    table = read_table(minilm_dir)
+    result = align(table, ["[PAD]", "Paris", "café", "unbelievablest"], init="subword,mean",
+                   norm_match="none")
+    assert result.report.source_family == "wordpiece"
+    assert [p.method for p in result.provenance] == ["padding", "canonical", "canonical",
+                                                     "subword"]
+    pieces = result.provenance[3].sources
+    assert pieces[0] == "unbelievable" and all(p.startswith("##") for p in pieces[1:])
+    expected = np.mean([table[p] for p in pieces], axis=0)
+    np.testing.assert_allclose(result.table.vectors[3], expected, rtol=1e-5, atol=1e-6)
