@@ -10,6 +10,7 @@ from embsurgeon.align.api import Alignment, AlignmentReport, align
 from embsurgeon.align.init import InitMethod, Weighting
 from embsurgeon.align.match import MatchLevel
 from embsurgeon.align.norms import NormMatch
+from embsurgeon.align.postprocess import Transforms
 
-__all__ = ["Alignment", "AlignmentReport", "InitMethod", "MatchLevel", "NormMatch", "Weighting",
-           "align"]
+__all__ = ["Alignment", "AlignmentReport", "InitMethod", "MatchLevel", "NormMatch", "Transforms",
+           "Weighting", "align"]
