@@ -27,6 +27,19 @@ WEIGHT = "weight"
 _FORBIDDEN_IN_TOKENS = ("\n", "\r")
 
 
+def provenance_path(path: Path) -> Path:
+    """``out.safetensors`` -> ``out.provenance.jsonl`` (one JSON object per row)."""
+    stem = path.with_suffix("")
+    return stem.with_name(stem.name + ".provenance.jsonl")
+
+
+def write_provenance(handle_path: Path, rows: Any) -> None:
+    """One JSON object a line, in row order (``ensure_ascii=False``: tokens stay readable)."""
+    with open(handle_path, "w", encoding="utf-8") as handle:
+        for entry in rows:
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
 def sidecar_paths(path: Path) -> tuple[Path, Path]:
     """``out.safetensors`` -> (``out.vocab.txt``, ``out.report.json``)."""
     stem = path.with_suffix("")
@@ -202,11 +215,20 @@ def _write(table: EmbeddingTable, path: Path, options: WriteOptions, save: Any) 
     if options.report:
         report.update(options.report)
     vocab_path, report_path = sidecar_paths(path)
-    with atomic_paths(path, vocab_path, report_path, force=options.force) as (tmp, tv, tr):
-        save(weight, tmp, meta)
-        tv.write_text("".join(t + "\n" for t in table.tokens), encoding="utf-8")
-        tr.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return [path, vocab_path, report_path]
+    paths = [path, vocab_path, report_path]
+    if options.provenance is not None:
+        if len(options.provenance) != len(table):
+            raise VocabularyError(f"{len(options.provenance)} provenance entries but "
+                                  f"{len(table)} rows; they must agree")
+        paths.append(provenance_path(path))
+    with atomic_paths(*paths, force=options.force) as temps:
+        save(weight, temps[0], meta)
+        temps[1].write_text("".join(t + "\n" for t in table.tokens), encoding="utf-8")
+        temps[2].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+        if options.provenance is not None:
+            write_provenance(temps[3], options.provenance)
+    return paths
 
 
 def _padding_hint(table: EmbeddingTable) -> str:
