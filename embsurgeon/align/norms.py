@@ -31,6 +31,9 @@ class NormMatch(str, Enum):
 DEFAULT_NORM_MATCH = NormMatch.QUANTILE
 
 
+_SMALLEST_NORM = float(np.sqrt(np.finfo(np.float64).tiny))
+
+
 def match_norms(vectors: np.ndarray, reference_norms: np.ndarray, *,
                 method: NormMatch | str = DEFAULT_NORM_MATCH) -> np.ndarray:
     """Rescale the rows of ``vectors`` onto the distribution of ``reference_norms``.
@@ -61,7 +64,9 @@ def match_norms(vectors: np.ndarray, reference_norms: np.ndarray, *,
         raise AlignmentError("match_norms: reference norms must be finite and non-negative")
     work = vectors.astype(np.float64)  # (M, D)
     norms = np.linalg.norm(work, axis=1)  # (M,)
-    live = norms > 0
+    # Below sqrt(tiny) the squared norm is subnormal and the norm inexact: such rows count as
+    # zero (entries below ~1e-154), so every live row's direction is exact.
+    live = norms >= _SMALLEST_NORM
     target = np.zeros_like(norms)
     if method is NormMatch.MEAN:
         target[live] = ref.mean()
@@ -75,6 +80,5 @@ def match_norms(vectors: np.ndarray, reference_norms: np.ndarray, *,
             ranks[order] = np.arange(n)
             # Mid-point plotting positions: one new row maps to the median, never to the extremes.
             target[live] = np.quantile(ref, (ranks + 0.5) / n)
-    # A row whose squared norm underflows (entries below ~1e-162) counts as zero.
     unit = np.divide(work, norms[:, None], out=np.zeros_like(work), where=live[:, None])
     return (unit * target[:, None]).astype(vectors.dtype, copy=False)

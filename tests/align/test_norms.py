@@ -75,7 +75,7 @@ def test_errors():
 def test_quantile_mapping_properties(vectors, reference):
     out = match_norms(vectors, reference)
     before, after = np.linalg.norm(vectors, axis=1), np.linalg.norm(out, axis=1)
-    live = before > 0
+    live = before >= np.sqrt(np.finfo(np.float64).tiny)  # smaller rows have no exact norm
     assert (after[~live] == 0).all() and np.isfinite(out).all()
     assert (after[live] >= reference.min() - 1e-9).all()
     assert (after[live] <= reference.max() + 1e-9).all()

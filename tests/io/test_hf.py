@@ -132,7 +132,7 @@ def test_real_minilm_checkpoint(minilm_dir):
 def _spy_safetensors(monkeypatch) -> list[str]:
     """Names of the safetensors files whose header or data the reader touches."""
     opened: list[str] = []
-    header, read = hf.safetensors_header, hf._read_safetensors
+    header, read = hf.safetensors_header, hf.read_safetensors_tensor
 
     def spy_header(path):
         opened.append(Path(path).name)
@@ -143,7 +143,7 @@ def _spy_safetensors(monkeypatch) -> list[str]:
         return read(file, *args)
 
     monkeypatch.setattr(hf, "safetensors_header", spy_header)
-    monkeypatch.setattr(hf, "_read_safetensors", spy_read)
+    monkeypatch.setattr(hf, "read_safetensors_tensor", spy_read)
     return opened
 
 
@@ -602,6 +602,8 @@ def test_candidate_listing_is_bounded(tmp_path):
 def test_read_stops_at_a_short_file(tmp_path):
     import io
 
+    from embsurgeon.io import safetensors_file
+
     array = np.empty((4, 2), dtype=np.float32)
     with pytest.raises(FormatError, match=r"ended early, after 8 of 32 bytes of a tensor"):
-        hf._read_exactly(io.BytesIO(b"\0" * 8), array, tmp_path / "x.safetensors")
+        safetensors_file._read_exactly(io.BytesIO(b"\0" * 8), array, tmp_path / "x.safetensors")
