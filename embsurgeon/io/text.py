@@ -49,7 +49,7 @@ _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
 # Bytes no text file holds (NUL and C0 controls other than tab, LF, VT, FF, CR).
 _BINARY_BYTES = bytes([*range(0, 9), *range(14, 32)])
 # Decompression failures surface as these while reading a damaged .gz/.bz2 stream.
-_STREAM_ERRORS = (EOFError, zlib.error, OSError)
+STREAM_ERRORS = (EOFError, zlib.error, OSError)
 
 
 # -- small helpers shared with the binary reader ------------------------------------------------
@@ -300,7 +300,7 @@ class _TextReader:
         while True:
             try:
                 more = handle.read(CHUNK_BYTES)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise corrupt_stream(self.path, exc) from exc
             bar.update(len(more))  # type: ignore[attr-defined]
             if not more:
@@ -325,7 +325,7 @@ class _TextReader:
                 desc=f"reading {self.path.name}") as bar:
             try:
                 head = handle.read(CHUNK_BYTES)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise corrupt_stream(self.path, exc) from exc
             bar.update(len(head))
             head = head.removeprefix(_BOM)

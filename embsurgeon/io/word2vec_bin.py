@@ -20,6 +20,7 @@ from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
 from embsurgeon.io.formats import FormatName, ReadOptions, WriteOptions
 from embsurgeon.io.text import (
+    STREAM_ERRORS,
     Decoder,
     RowSink,
     check_encoding,
@@ -157,7 +158,7 @@ class _BinaryReader:
                 with view[n:] as target:
                     try:
                         got = handle.readinto(target)  # type: ignore[attr-defined]
-                    except (EOFError, OSError) as exc:
+                    except STREAM_ERRORS as exc:
                         raise corrupt_stream(self.path, exc) from exc
                 if not got:
                     break
@@ -212,7 +213,7 @@ class _BinaryReader:
     def _check_tail(self, handle: object, tail: bytes, rows: int) -> None:
         try:
             more = handle.read(4096)  # type: ignore[attr-defined]
-        except (EOFError, OSError) as exc:
+        except STREAM_ERRORS as exc:
             raise corrupt_stream(self.path, exc) from exc
         if (tail + more).strip(b"\n\r"):
             raise FormatError(

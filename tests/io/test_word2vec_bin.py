@@ -178,6 +178,22 @@ def test_truncated_fixture(fixtures_dir):
         _read(fixtures_dir / "truncated.bin")
 
 
+@pytest.mark.parametrize("kind", ["gz", "bz2"])
+def test_corrupt_compressed_binary(tmp_path, kind):
+    import bz2
+
+    rows = np.random.default_rng(0).standard_normal((2000, 20)).astype(np.float32)
+    table = EmbeddingTable([f"w{i}" for i in range(2000)], rows)
+    write_word2vec_bin(table, tmp_path / "w.bin", WriteOptions())
+    data = (tmp_path / "w.bin").read_bytes()
+    packed = gzip.compress(data) if kind == "gz" else bz2.compress(data)
+    path = tmp_path / f"w.bin.{kind}"
+    path.write_bytes(packed[: len(packed) // 2] + b"\x00garbage" * 100)
+    name = "gzip" if kind == "gz" else "bzip2"
+    with pytest.raises(FormatError, match=rf"w.bin.{kind}: damaged {name} stream"):
+        _read(path)
+
+
 def test_truncated_gzip_is_caught_in_the_stream(tmp_path, fixtures_dir):
     path = tmp_path / "t.bin.gz"
     path.write_bytes(gzip.compress((fixtures_dir / "truncated.bin").read_bytes()))
