@@ -59,6 +59,12 @@ def looks_binary(data: bytes) -> bool:
     return bool(data) and len(data.translate(None, _BINARY_BYTES)) != len(data)
 
 
+def all_finite(block: np.ndarray) -> bool:
+    """True if ``block`` holds no NaN or Inf: one float64 sum (finite float32 values cannot
+    overflow it) instead of a boolean array the size of the block."""
+    return bool(np.isfinite(block.sum(dtype=np.float64)))
+
+
 def parse_header(line: bytes) -> tuple[int, int] | None:
     """``(rows, dim)`` if ``line`` is a word2vec header (two non-negative integers), else None."""
     fields = line.split()
@@ -217,7 +223,7 @@ class RowSink:
     def __post_init__(self) -> None:
         self.vectors = np.empty((self.capacity, self.dim), dtype=np.float32)  # (cap, D)
         self.tokens: list[str] = []
-        self.index: dict[str, int] = {}
+        self.seen: set[str] = set()  # membership only: the table builds its own index
         self.duplicates = 0
 
     @property
@@ -230,24 +236,24 @@ class RowSink:
         room = len(tokens) if self.limit is None else self.limit - start
         if self.keep is None and self.keep_if is None:
             head = tokens[:room]
-            self.index.update(zip(head, range(start, start + len(head)), strict=True))
-            if len(self.index) == start + len(head):  # the usual case: all new, all kept
+            self.seen.update(head)
+            if len(self.seen) == start + len(head):  # the usual case: all new, all kept
                 return head, None
-            for token in head:  # a duplicate: undo, then take the careful path below
-                self.index.pop(token, None)
-            self.index.update(zip(self.tokens, range(start), strict=True))
+            # A duplicate: undo, then take the careful path below.
+            self.seen.difference_update(head)
+            self.seen.update(self.tokens)
         rows: list[int] = []
         taken: list[str] = []
         for i, token in enumerate(tokens):
             if (self.keep is not None and token not in self.keep) or (
                     self.keep_if is not None and not self.keep_if(token)):
                 continue
-            if token in self.index:
+            if token in self.seen:
                 self.duplicates += 1
                 continue
             if len(taken) == room:
                 break
-            self.index[token] = start + len(taken)
+            self.seen.add(token)
             rows.append(i)
             taken.append(token)
         return taken, rows
@@ -482,7 +488,7 @@ class _TextReader:
         if not all(raw) or max(map(len, raw)) >= _TOKEN_WIDTH:
             return None  # an empty token, or one that may have been cut at the field width
         block = parsed["vector"]  # (B, D), a strided view into the records
-        if not self.options.allow_nonfinite and not np.isfinite(block).all():
+        if not self.options.allow_nonfinite and not all_finite(block):
             row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
             self._nonfinite(raw[row].decode(self.options.encoding, "replace"), first_line + row)
         return self.decoder.many(raw, first_line), block

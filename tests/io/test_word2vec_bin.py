@@ -151,7 +151,7 @@ def _record(token, values):
     (b"1 2\n" + _record(b"a", [1, 2]) + b"\nextra\x00\x01 and more",
      "data follows the 1 rows the header promises"),
     (b"2 2\n" + _record(b"a", [1, 2]) + b"x\ny" + _record(b"b", [3, 4]),
-     r"record 2: token b'x\\nyb' is empty or holds a line break"),
+     r"record 2: token b'x\\nyb' is empty, too long or holds a line break"),
     (b"1 2\n" + b"\x01" * 5000, "record 1: no token separator within 4096 bytes"),
     (b"1 2\n" + _record(b"a", [np.nan, 2]), r"record 1: NaN or infinite value in the vector of "
                                             r"'a'; pass --allow-nonfinite"),
