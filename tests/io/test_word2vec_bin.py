@@ -83,6 +83,15 @@ def test_filtered_read_never_holds_the_dropped_rows(tmp_path, monkeypatch):
     assert peak < 1_500_000, peak
 
 
+def test_nonfinite_rows_dropped_by_the_filter_do_not_matter(tmp_path):
+    rows = np.array([[1, 2], [np.nan, 0], [3, 4]], dtype=np.float32)
+    write_word2vec_bin(EmbeddingTable(["a", "b", "c"], rows), tmp_path / "n.bin", WriteOptions())
+    assert _read(tmp_path / "n.bin", keep=frozenset({"a", "c"})).tokens == ("a", "c")
+    with pytest.raises(FormatError, match=r"n.bin, record 2: NaN or infinite value in the "
+                                          r"vector of 'b'"):
+        _read(tmp_path / "n.bin")
+
+
 def test_small_chunks_and_duplicates(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((50, 3)).astype(np.float32)
