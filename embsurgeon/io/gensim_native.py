@@ -22,8 +22,13 @@ import numpy as np
 
 from embsurgeon.errors import FormatError, VocabularyError, require
 from embsurgeon.io.compression import open_binary
-from embsurgeon.io.formats import ReadOptions
-from embsurgeon.io.text import check_encoding, looks_old_fasttext
+from embsurgeon.io.formats import FormatName, ReadOptions
+from embsurgeon.io.text import (
+    check_encoding,
+    first_bytes_error,
+    looks_binary,
+    looks_old_fasttext,
+)
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
 _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
@@ -72,12 +77,16 @@ def load_fasttext_vectors(path: str | Path, encoding: str = "utf-8") -> Any:
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
     with open_binary(path) as handle:
-        head = handle.read(64)
+        head = handle.read(4096)
     if not head:
         raise FormatError(f"{path}: the file is empty")
     if not sniff_fasttext_bin(path, head):
-        raise FormatError(f"{path}: no fastText header (magic number); this is not a fastText "
-                          ".bin model")
+        other = first_bytes_error(path, head, FormatName.FASTTEXT_BIN.value)
+        if other is None and not looks_binary(head):
+            other = FormatError(f"{path}: this is text, not a fastText .bin model; pass --from "
+                                "word2vec (or glove)")
+        raise other or FormatError(
+            f"{path}: no fastText header (magic number); this is not a fastText .bin model")
     check_encoding(encoding)
     stat = path.stat()
     return _load_fasttext(str(path.resolve()), stat.st_size, stat.st_mtime_ns, encoding)

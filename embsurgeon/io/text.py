@@ -36,7 +36,7 @@ from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
 #: Bytes read per chunk: big enough that numpy's per-call overhead vanishes, small enough that
 #: the chunk and its parsed block stay a rounding error next to the output matrix.
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20
 #: Lines looked at to infer the dimension of a headerless file.
 SNIFF_LINES = 100
 #: Widest token the fast path takes (bytes); a chunk with a longer one goes line by line.
@@ -49,7 +49,7 @@ _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
 # Bytes no text file holds (NUL and C0 controls other than tab, LF, VT, FF, CR).
 _BINARY_BYTES = bytes([*range(0, 9), *range(14, 32)])
 # Decompression failures surface as these while reading a damaged .gz/.bz2 stream.
-_STREAM_ERRORS = (EOFError, zlib.error, OSError)
+STREAM_ERRORS = (EOFError, zlib.error, OSError)
 
 
 # -- small helpers shared with the binary reader ------------------------------------------------
@@ -57,6 +57,12 @@ _STREAM_ERRORS = (EOFError, zlib.error, OSError)
 def looks_binary(data: bytes) -> bool:
     """True if ``data`` holds bytes that never occur in a text file (NUL, control codes)."""
     return bool(data) and len(data.translate(None, _BINARY_BYTES)) != len(data)
+
+
+def all_finite(block: np.ndarray) -> bool:
+    """True if ``block`` holds no NaN or Inf: one float64 sum (finite float32 values cannot
+    overflow it) instead of a boolean array the size of the block."""
+    return bool(np.isfinite(block.sum(dtype=np.float64)))
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -217,7 +223,7 @@ class RowSink:
     def __post_init__(self) -> None:
         self.vectors = np.empty((self.capacity, self.dim), dtype=np.float32)  # (cap, D)
         self.tokens: list[str] = []
-        self.index: dict[str, int] = {}
+        self.seen: set[str] = set()  # membership only: the table builds its own index
         self.duplicates = 0
 
     @property
@@ -230,24 +236,24 @@ class RowSink:
         room = len(tokens) if self.limit is None else self.limit - start
         if self.keep is None and self.keep_if is None:
             head = tokens[:room]
-            self.index.update(zip(head, range(start, start + len(head)), strict=True))
-            if len(self.index) == start + len(head):  # the usual case: all new, all kept
+            self.seen.update(head)
+            if len(self.seen) == start + len(head):  # the usual case: all new, all kept
                 return head, None
-            for token in head:  # a duplicate: undo, then take the careful path below
-                self.index.pop(token, None)
-            self.index.update(zip(self.tokens, range(start), strict=True))
+            # A duplicate: undo, then take the careful path below.
+            self.seen.difference_update(head)
+            self.seen.update(self.tokens)
         rows: list[int] = []
         taken: list[str] = []
         for i, token in enumerate(tokens):
             if (self.keep is not None and token not in self.keep) or (
                     self.keep_if is not None and not self.keep_if(token)):
                 continue
-            if token in self.index:
+            if token in self.seen:
                 self.duplicates += 1
                 continue
             if len(taken) == room:
                 break
-            self.index[token] = start + len(taken)
+            self.seen.add(token)
             rows.append(i)
             taken.append(token)
         return taken, rows
@@ -262,14 +268,6 @@ class RowSink:
     def commit(self, tokens: list[str]) -> None:
         self.tokens.extend(tokens)
 
-    def add(self, tokens: list[str], block: np.ndarray, estimate_more: int = 0) -> None:
-        """Accept, copy and commit the rows of ``block`` (B, D) in one step."""
-        taken, rows = self.accept(tokens)
-        if taken:
-            source = block if rows is None else block[rows]  # (n, D)
-            self.reserve(len(taken), estimate_more)[:] = source[:len(taken)]
-            self.commit(taken)
-
     def _grow(self, capacity: int) -> None:
         capacity = max(capacity, int(self.capacity * 1.25) + 1)
         if self.limit is not None:
@@ -282,6 +280,20 @@ class RowSink:
         if self.capacity != len(self.tokens):
             self.vectors.resize((len(self.tokens), self.dim), refcheck=False)
         return self.vectors
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One chunk's rows, before filtering."""
+
+    tokens: list[str]
+    vectors: np.ndarray  # (B, D)
+    lines: int  # lines the chunk spans, blank ones included
+    first_line: int
+    line_nos: list[int] | None = None  # per row, when blank lines were skipped
+
+    def line_of(self, row: int) -> int:
+        return self.line_nos[row] if self.line_nos is not None else self.first_line + row
 
 
 class _TextReader:
@@ -300,7 +312,7 @@ class _TextReader:
         while True:
             try:
                 more = handle.read(CHUNK_BYTES)
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 raise corrupt_stream(self.path, exc) from exc
             bar.update(len(more))  # type: ignore[attr-defined]
             if not more:
@@ -323,11 +335,14 @@ class _TextReader:
         with open_binary(self.path) as handle, progress_bar(
                 opts.progress, total=None if self.compressed else self.file_size,
                 desc=f"reading {self.path.name}") as bar:
+            head = b""
             try:
-                head = handle.read(CHUNK_BYTES)
-            except _STREAM_ERRORS as exc:
+                # Enough whole lines to find the header and the dimension (or the whole file).
+                while head.count(b"\n") <= SNIFF_LINES and (more := handle.read(CHUNK_BYTES)):
+                    head += more
+                    bar.update(len(more))
+            except STREAM_ERRORS as exc:
                 raise corrupt_stream(self.path, exc) from exc
-            bar.update(len(head))
             head = head.removeprefix(_BOM)
             if not head.strip():
                 raise FormatError(f"{self.path}: the file holds no vectors (only blank lines)")
@@ -339,16 +354,15 @@ class _TextReader:
             line_no = 2 if header else 1
             for chunk in self._chunks(handle, body, bar):
                 body = b""
-                tokens, block, lines = self._parse(chunk, dim, line_no)
-                line_no += lines
-                rows_seen += len(tokens)
+                parsed = self._parse(chunk, dim, line_no)
+                line_no += parsed.lines
+                rows_seen += len(parsed.tokens)
                 if header and rows_seen > header[0]:
                     raise FormatError(
                         f"{self.path}: the header promises {header[0]} rows but the file holds "
                         "more; fix the header (first line) or pass --limit"
                     )
-                remaining = self._estimate_rows(dim, chunk, len(tokens), handle)
-                sink.add(tokens, block, remaining)
+                self._store(sink, parsed, self._estimate_rows(chunk, len(parsed.tokens), handle))
                 if sink.full:
                     break
             else:
@@ -377,9 +391,8 @@ class _TextReader:
 
     def _layout(self, head: bytes) -> tuple[tuple[int, int] | None, int, int]:
         """(header or None, dim, offset of the first data line) from the first chunk."""
+        # Whole lines only: the head holds more than SNIFF_LINES of them, or the whole file.
         lines = head.split(b"\n", SNIFF_LINES + 1)[: SNIFF_LINES + 1]
-        if len(lines) > 1 and not head.endswith(b"\n") and len(head) >= CHUNK_BYTES:
-            lines.pop()  # cut off by the chunk
         header = parse_header(lines[0])
         data = [line for line in lines[1 if header else 0:] if line.strip()]
         counts = Counter(len(line.split()) for line in data)
@@ -429,7 +442,24 @@ class _TextReader:
             capacity = min(capacity, 4096)
         return RowSink(dim, max(capacity, 0), opts.limit, opts.keep, opts.keep_if)
 
-    def _estimate_rows(self, dim: int, chunk: bytes, rows: int, handle: BinaryIO) -> int:
+    def _store(self, sink: RowSink, parsed: _Parsed, estimate_more: int) -> None:
+        """Keep the rows the filters accept; only those must be finite."""
+        taken, rows = sink.accept(parsed.tokens)
+        if not taken:
+            return
+        kept = (parsed.vectors if rows is None else parsed.vectors[rows])[:len(taken)]  # (k, D)
+        if not self.options.allow_nonfinite and not all_finite(kept):
+            j = int(np.flatnonzero(~np.isfinite(kept).all(axis=1))[0])
+            row = j if rows is None else rows[j]
+            raise FormatError(
+                f"{self.path}, line {parsed.line_of(row)}: NaN or infinite value (or one too "
+                f"large for float32) in the vector of {parsed.tokens[row]!r}; pass "
+                "--allow-nonfinite to keep such rows"
+            )
+        sink.reserve(len(taken), estimate_more)[:] = kept
+        sink.commit(taken)
+
+    def _estimate_rows(self, chunk: bytes, rows: int, handle: BinaryIO) -> int:
         if self.compressed or not rows:
             return rows
         try:
@@ -440,19 +470,14 @@ class _TextReader:
 
     # -- parsing one chunk ------------------------------------------------------------------
 
-    def _parse(self, chunk: bytes, dim: int, first_line: int
-               ) -> tuple[list[str], np.ndarray, int]:
-        """(tokens, (B, D) vectors, number of lines) of one chunk."""
-        fast = self._parse_fast(chunk, dim, first_line)
-        if fast is None:
-            tokens, block = self._parse_slow(chunk, dim, first_line)
-        else:
-            tokens, block = fast  # no blank lines on this path: one line per token
-            return tokens, block, len(tokens)
-        return tokens, block, chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+    def _parse(self, chunk: bytes, dim: int, first_line: int) -> _Parsed:
+        fast = self._parse_fast(chunk, dim)
+        if fast is not None:  # no blank lines on this path: one line per token
+            tokens, block = fast
+            return _Parsed(self.decoder.many(tokens, first_line), block, len(tokens), first_line)
+        return self._parse_slow(chunk, dim, first_line)
 
-    def _parse_fast(self, chunk: bytes, dim: int,
-                    first_line: int) -> tuple[list[str], np.ndarray] | None:
+    def _parse_fast(self, chunk: bytes, dim: int) -> tuple[list[bytes], np.ndarray] | None:
         """The whole chunk through numpy's C parser; None when it needs reading line by line.
 
         The structured dtype (token bytes, then ``dim`` floats) makes numpy check that every
@@ -481,14 +506,9 @@ class _TextReader:
         raw = parsed["token"].tolist()
         if not all(raw) or max(map(len, raw)) >= _TOKEN_WIDTH:
             return None  # an empty token, or one that may have been cut at the field width
-        block = parsed["vector"]  # (B, D), a strided view into the records
-        if not self.options.allow_nonfinite and not np.isfinite(block).all():
-            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-            self._nonfinite(raw[row].decode(self.options.encoding, "replace"), first_line + row)
-        return self.decoder.many(raw, first_line), block
+        return raw, parsed["vector"]  # (B, D), a strided view into the records
 
-    def _parse_slow(self, chunk: bytes, dim: int,
-                    first_line: int) -> tuple[list[str], np.ndarray]:
+    def _parse_slow(self, chunk: bytes, dim: int, first_line: int) -> _Parsed:
         tokens: list[str] = []
         line_nos: list[int] = []
         values: list[list[float]] = []
@@ -512,18 +532,10 @@ class _TextReader:
                 ) from exc
             tokens.append(self.decoder.one(parts[0].strip(), line_no))
             line_nos.append(line_no)
-        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused below
+        with np.errstate(over="ignore"):  # too large for float32 becomes inf, refused later
             block = np.array(values, dtype=np.float32).reshape(len(values), dim)
-        if not self.options.allow_nonfinite and not np.isfinite(block).all():
-            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-            self._nonfinite(tokens[row], line_nos[row])
-        return tokens, block
-
-    def _nonfinite(self, token: str, line: int) -> None:
-        raise FormatError(
-            f"{self.path}, line {line}: NaN or infinite value (or one too large for float32) "
-            f"in the vector of {token!r}; pass --allow-nonfinite to keep such rows"
-        )
+        lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+        return _Parsed(tokens, block, lines, first_line, line_nos)
 
 
 def _to_float(text: bytes) -> float:

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from embsurgeon.errors import FormatError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
 from embsurgeon.io.formats import FormatName, ReadOptions, WriteOptions
 from embsurgeon.io.text import (
+    STREAM_ERRORS,
     Decoder,
     RowSink,
+    all_finite,
     check_encoding,
     check_token,
     corrupt_stream,
@@ -110,30 +113,32 @@ class _BinaryReader:
             sink = RowSink(dim, capacity, opts.limit, opts.keep, opts.keep_if)
             record = 0
             eof = n < len(buf)
+            step = nbytes + 1  # from a token's space to the byte after its vector
             while record < rows and not sink.full:
-                # Parse every complete record in the buffer.
-                raws: list[bytearray] = []
-                offsets: list[int] = []
-                find, add_raw, add_offset = buf.find, raws.append, offsets.append
+                # Find the space ending each complete record's token; everything else about
+                # the records is worked out with numpy in _store.
+                start, last = pos, n - step
+                spaces: list[int] = []
+                find, add = buf.find, spaces.append
                 for _ in range(rows - record):
-                    if pos < n and buf[pos] == 10:  # the newline after the previous vector
-                        pos += 1
                     space = find(b" ", pos, n)
-                    if space < 0 or space + 1 + nbytes > n or space - pos > MAX_TOKEN_BYTES:
-                        if eof or space - pos > MAX_TOKEN_BYTES or (
-                                space < 0 and n - pos > MAX_TOKEN_BYTES):
-                            self._broken(record + len(raws), n, pos, space)
+                    if space < 0 or space > last:
                         break
-                    add_raw(buf[pos:space])
-                    add_offset(space + 1)
-                    pos = space + 1 + nbytes
-                if raws:
-                    self._store(sink, raws, offsets, buf, dim, record, rows)
-                    record += len(raws)
+                    add(space)
+                    pos = space + step
+                if spaces:
+                    self._store(sink, buf, n, start, spaces, nbytes, record, rows)
+                    record += len(spaces)
                 if record >= rows or sink.full:
                     break
+                if n - pos > MAX_TOKEN_BYTES + step + 1:  # room for a record, yet none fits
+                    raise FormatError(
+                        f"{path}, record {record + 1}: no token separator within "
+                        f"{MAX_TOKEN_BYTES} bytes; the header's dim is wrong or the file is "
+                        "damaged"
+                    )
                 if eof:
-                    self._broken(record, n, pos, -1)
+                    self._broken(record)
                 # Keep the unfinished record, make room for one whole record, read on.
                 rest = n - pos
                 buf[:rest] = buf[pos:n]
@@ -157,7 +162,7 @@ class _BinaryReader:
                 with view[n:] as target:
                     try:
                         got = handle.readinto(target)  # type: ignore[attr-defined]
-                    except (EOFError, OSError) as exc:
+                    except STREAM_ERRORS as exc:
                         raise corrupt_stream(self.path, exc) from exc
                 if not got:
                     break
@@ -165,31 +170,39 @@ class _BinaryReader:
                 n += got
         return n
 
-    def _store(self, sink: RowSink, raws: list[bytearray], offsets: list[int], buf: bytearray,
-               dim: int, record: int, rows: int) -> None:
-        if b"\n" in b" ".join(raws):  # several newlines before a token, or damage
+    def _store(self, sink: RowSink, buf: bytearray, n: int, start: int, spaces: list[int],
+               nbytes: int, record: int, rows: int) -> None:
+        """Check, decode, filter and copy the records whose token-ending spaces are given."""
+        data = np.frombuffer(buf, dtype=np.uint8, count=n)
+        ends = np.array(spaces, dtype=np.int64)  # (K,) the space after each token
+        starts = np.empty_like(ends)  # (K,)
+        starts[0] = start
+        starts[1:] = ends[:-1] + nbytes + 1
+        starts += data[starts] == 10  # the newline the C tool writes after each vector
+        widths = ends - starts + 1  # each token with its space
+        # All tokens in one gather, "tok1 tok2 ... tokK ", then one split.
+        shift = np.repeat(starts - (np.cumsum(widths) - widths), widths)
+        joined = data[np.arange(int(widths.sum()), dtype=np.int64) + shift].tobytes()
+        raws = joined.split(b" ")[:-1]
+        if b"\n" in joined:  # several newlines before a token, or damage
             raws = [raw.lstrip(b"\n") for raw in raws]
-        if not all(raws) or b"\n" in b" ".join(raws):
-            i = next(i for i, raw in enumerate(raws) if not raw or b"\n" in raw)
+        if not all(raws) or (widths > MAX_TOKEN_BYTES + 1).any() or b"\n" in b" ".join(raws):
+            i = next(i for i, raw in enumerate(raws)
+                     if not raw or b"\n" in raw or len(raw) > MAX_TOKEN_BYTES)
             raise FormatError(
-                f"{self.path}, record {record + i + 1}: token {bytes(raws[i][:40])!r} is empty or "
-                "holds a line break, so the record boundaries are off (the header's dim is "
-                "wrong or the file is damaged)"
+                f"{self.path}, record {record + i + 1}: token {raws[i][:40]!r} is empty, too "
+                "long or holds a line break, so the record boundaries are off (the header's "
+                "dim is wrong or the file is damaged)"
             )
         tokens = self.decoder.many(raws, record + 1)
         taken, keep_rows = sink.accept(tokens)
         if not taken:
             return
-        nbytes = dim * _ROW_DTYPE.itemsize
-        dest = sink.reserve(len(taken), rows - record)  # (n, D)
-        target = dest.data.cast("B")
-        picks = offsets[:len(taken)] if keep_rows is None else [offsets[r] for r in keep_rows]
-        at = 0
-        with memoryview(buf) as source:
-            for offset in picks:
-                target[at:at + nbytes] = source[offset:offset + nbytes]
-                at += nbytes
-        if not self.options.allow_nonfinite and not np.isfinite(dest).all():
+        vectors = sliding_window_view(data, nbytes)  # (n - nbytes + 1, nbytes), no copy
+        picks = ends[:len(taken)] + 1 if keep_rows is None else ends[keep_rows] + 1
+        dest = sink.reserve(len(taken), rows - record)  # (k, D)
+        dest.view(np.uint8)[...] = vectors[picks]
+        if not self.options.allow_nonfinite and not all_finite(dest):
             row = int(np.flatnonzero(~np.isfinite(dest).all(axis=1))[0])
             raise FormatError(
                 f"{self.path}, record {record + (keep_rows[row] if keep_rows else row) + 1}: "
@@ -198,21 +211,16 @@ class _BinaryReader:
             )
         sink.commit(taken)
 
-    def _broken(self, record: int, n: int, start: int, space: int) -> None:
-        if start >= n or 0 <= space - start <= MAX_TOKEN_BYTES:
-            raise FormatError(
-                f"{self.path}: the file ends inside record {record + 1} (the header promises "
-                "more rows); the file is truncated or the header is wrong"
-            )
+    def _broken(self, record: int) -> None:
         raise FormatError(
-            f"{self.path}, record {record + 1}: no token separator within {MAX_TOKEN_BYTES} "
-            "bytes; the header's dim is wrong or the file is damaged"
+            f"{self.path}: the file ends inside record {record + 1} (the header promises "
+            "more rows); the file is truncated or the header is wrong"
         )
 
     def _check_tail(self, handle: object, tail: bytes, rows: int) -> None:
         try:
             more = handle.read(4096)  # type: ignore[attr-defined]
-        except (EOFError, OSError) as exc:
+        except STREAM_ERRORS as exc:
             raise corrupt_stream(self.path, exc) from exc
         if (tail + more).strip(b"\n\r"):
             raise FormatError(

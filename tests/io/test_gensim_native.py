@@ -72,7 +72,10 @@ def test_keep_and_limit_through_registry(gensim_data):
 @pytest.mark.parametrize(("name", "message"), [
     ("pang_lee_polarity_fasttext.bin", "Supervised fastText models are not supported; only "
                                        "unsupervised"),
-    ("euclidean_vectors.bin", "no fastText header"),
+    ("euclidean_vectors.bin", "this is word2vec-bin data, not fasttext-bin; pass --from "
+                              "word2vec-bin"),
+    ("lee_fasttext.vec", r"this is text, not a fastText .bin model; pass --from word2vec"),
+    ("ft_kv_3.6.0.model.gz", "this is a pickle or zip archive"),
 ])
 def test_unreadable_fasttext(gensim_data, name, message):
     with pytest.raises(FormatError, match=message):

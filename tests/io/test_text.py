@@ -161,6 +161,13 @@ def test_nonfinite_named_by_line_unless_allowed(fixtures_dir):
     assert np.isnan(table["king"][2]) and np.isposinf(table["man"][0])
 
 
+def test_nonfinite_rows_dropped_by_the_filter_do_not_matter(fixtures_dir):
+    table = _read(fixtures_dir / "nonfinite.txt", keep=frozenset({"the", "queen"}))
+    assert table.tokens == ("the", "queen")
+    with pytest.raises(FormatError, match="line 6: NaN or infinite value"):
+        _read(fixtures_dir / "nonfinite.txt", keep_if=lambda t: t != "king")
+
+
 def test_value_too_large_for_float32_is_refused(tmp_path):
     path = tmp_path / "big.txt"
     path.write_text("a 1 2\nb 1e39 2\n")

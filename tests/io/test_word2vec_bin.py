@@ -83,6 +83,15 @@ def test_filtered_read_never_holds_the_dropped_rows(tmp_path, monkeypatch):
     assert peak < 1_500_000, peak
 
 
+def test_nonfinite_rows_dropped_by_the_filter_do_not_matter(tmp_path):
+    rows = np.array([[1, 2], [np.nan, 0], [3, 4]], dtype=np.float32)
+    write_word2vec_bin(EmbeddingTable(["a", "b", "c"], rows), tmp_path / "n.bin", WriteOptions())
+    assert _read(tmp_path / "n.bin", keep=frozenset({"a", "c"})).tokens == ("a", "c")
+    with pytest.raises(FormatError, match=r"n.bin, record 2: NaN or infinite value in the "
+                                          r"vector of 'b'"):
+        _read(tmp_path / "n.bin")
+
+
 def test_small_chunks_and_duplicates(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((50, 3)).astype(np.float32)
@@ -151,7 +160,7 @@ def _record(token, values):
     (b"1 2\n" + _record(b"a", [1, 2]) + b"\nextra\x00\x01 and more",
      "data follows the 1 rows the header promises"),
     (b"2 2\n" + _record(b"a", [1, 2]) + b"x\ny" + _record(b"b", [3, 4]),
-     r"record 2: token b'x\\nyb' is empty or holds a line break"),
+     r"record 2: token b'x\\nyb' is empty, too long or holds a line break"),
     (b"1 2\n" + b"\x01" * 5000, "record 1: no token separator within 4096 bytes"),
     (b"1 2\n" + _record(b"a", [np.nan, 2]), r"record 1: NaN or infinite value in the vector of "
                                             r"'a'; pass --allow-nonfinite"),
@@ -176,6 +185,22 @@ def test_truncated_fixture(fixtures_dir):
     with pytest.raises(FormatError, match="truncated.bin: the file ends inside record 20 "
                                           r"\(the header promises more rows\)"):
         _read(fixtures_dir / "truncated.bin")
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2"])
+def test_corrupt_compressed_binary(tmp_path, kind):
+    import bz2
+
+    rows = np.random.default_rng(0).standard_normal((2000, 20)).astype(np.float32)
+    table = EmbeddingTable([f"w{i}" for i in range(2000)], rows)
+    write_word2vec_bin(table, tmp_path / "w.bin", WriteOptions())
+    data = (tmp_path / "w.bin").read_bytes()
+    packed = gzip.compress(data) if kind == "gz" else bz2.compress(data)
+    path = tmp_path / f"w.bin.{kind}"
+    path.write_bytes(packed[: len(packed) // 2] + b"\x00garbage" * 100)
+    name = "gzip" if kind == "gz" else "bzip2"
+    with pytest.raises(FormatError, match=rf"w.bin.{kind}: damaged {name} stream"):
+        _read(path)
 
 
 def test_truncated_gzip_is_caught_in_the_stream(tmp_path, fixtures_dir):
