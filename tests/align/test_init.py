@@ -581,6 +581,6 @@ def test_fasttext_path_that_is_not_a_fasttext_model(tmp_path):
 
     bogus = tmp_path / "vectors.bin"
     bogus.write_bytes(b"not a model at all" * 10)
-    with pytest.raises(FormatError, match="no fastText header"):
+    with pytest.raises(FormatError, match=r"not a fastText \.bin model"):
         initialize("subword", ["x"], [Surface("x", True)],
                    InitContext(_table(np.ones((2, 3))), fasttext_path=str(bogus)))
