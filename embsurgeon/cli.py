@@ -310,94 +310,44 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
               + ", ".join(str(p) for p in written))
 
 
-def _pca_path(out: Path) -> Path:
-    stem = out.with_suffix("")
-    return stem.with_name(stem.name + ".pca.safetensors")
-
-
 def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: str | None,
                      limit: int | None, keep: frozenset[str] | None, force: bool,
                      params: dict[str, Any]) -> None:
-    """Read SRC (only the rows the target can use, when the reader streams), align, write."""
-    from embsurgeon.align.api import align
-    from embsurgeon.align.match import keep_predicate, read_overrides
+    """``convert --target``: the library's align_file, then the summary lines."""
+    from embsurgeon.align.files import align_file
+    from embsurgeon.align.match import read_overrides
     from embsurgeon.align.postprocess import Transforms, load_projection
-    from embsurgeon.align.targets import load_target, source_vocabulary
-    from embsurgeon.io.atomic import atomic_paths, check_writable
-    from embsurgeon.io.formats import FormatName, detect_format, read_table, write_table
-    from embsurgeon.io.state_dict import provenance_path, write_provenance
-    from embsurgeon.vocab import find_tokenizer_file
 
-    report_file: Path | None = params["report_file"]
-    pca_out = _pca_path(out) if params["dim"] or params["whiten"] else None
-    sidecars = [provenance_path(out)] + [p for p in (report_file, pca_out) if p]
-    check_writable(sidecars, force=force)
-    map_to = None
-    if params["map_to"] is not None:
-        map_to = read_table(params["map_to"], options=_options_from(ctx, params))
-    # Without --target, --map-to's model is the target too.
-    target = load_target(params["target"] if map_to is None or params["target"] is not None
-                         else map_to, encoding=params["encoding"])
-    transforms = Transforms(
-        map_to=map_to, map_method=params["map_method"], remove_top=params["remove_top"],
-        dim=params["dim"], whiten=params["whiten"],
-        pca=load_projection(params["pca_file"]) if params["pca_file"] else None,
-        normalize=params["normalize"], seed=params["seed"])
-    fmt = detect_format(src, params["from_"])
-    keep_if = None
-    if fmt.streaming and not params["no_stream"]:
-        keep_if = keep_predicate(target)
-    table = _read(ctx, src, params, limit=limit, keep=keep, keep_if=keep_if)
-    tokenizer = params["source_tokenizer"]
-    if tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
-        tokenizer = src
     overrides = dict(read_overrides(params["map_file"])) if params["map_file"] else {}
     overrides.update(params["overrides"])
-    aux = None
-    if params["aux"] is not None:
-        aux = read_table(params["aux"], options=_options_from(ctx, params))
-    result = align(
-        table, target, source_vocab=source_vocabulary(table, tokenizer),
-        init=params["init"], match=params["match"], overrides=overrides, aux=aux,
-        k=params["k"], temperature=params["temperature"], weighting=params["weighting"],
-        fasttext_path=str(src) if fmt.name is FormatName.FASTTEXT_BIN else None,
+    transforms = Transforms(
+        map_method=params["map_method"], remove_top=params["remove_top"], dim=params["dim"],
+        whiten=params["whiten"], normalize=params["normalize"], seed=params["seed"],
+        pca=load_projection(params["pca_file"]) if params["pca_file"] else None)
+    done = align_file(
+        src, out, params["target"],
+        read=_options_from(ctx, params, limit=limit, keep=keep),
+        write=WriteOptions(dtype=DType(dtype) if dtype else None, force=force,
+                           progress=not ctx.obj["quiet"]),
+        from_=params["from_"], to=to, source_tokenizer=params["source_tokenizer"],
+        aux=params["aux"], map_to=params["map_to"], transforms=transforms,
+        stream=not params["no_stream"], report_file=params["report_file"],
+        init=params["init"], match=params["match"], overrides=overrides, k=params["k"],
+        temperature=params["temperature"], weighting=params["weighting"],
         norm_match=params["norm_match"], seed=params["seed"], validate=params["validate"],
-        transforms=transforms, pad_to_multiple_of=params["pad_to_multiple_of"])
-    report = result.report.to_dict()
-    if keep_if is not None:
-        report["streamed"] = {"rows_kept": len(table)}
-    provenance = [row.to_dict() for row in result.provenance]
-    written = write_table(result.table, out, to, WriteOptions(
-        dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"],
-        report={"alignment": report}, provenance=provenance))
-    extra: list[Path] = []
-    if provenance_path(out) not in written:  # writers without sidecars (word2vec text, ...)
-        extra.append(provenance_path(out))
-    if report_file:
-        extra.append(report_file)
-    if extra:
-        with atomic_paths(*extra, force=force) as temps:
-            for temp, path in zip(temps, extra, strict=True):
-                if path == report_file:
-                    temp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                    encoding="utf-8")
-                else:
-                    write_provenance(temp, provenance)
-    if result.projection is not None and pca_out is not None:
-        extra.append(result.projection.save(pca_out, force=force))
+        pad_to_multiple_of=params["pad_to_multiple_of"])
+    report = done.alignment.report.to_dict()
     mapped = report.get("transforms", {}).get("map_to")
     if mapped:
         _say(ctx, f"map-to {mapped['method']}: {mapped['anchors']} anchors, held-out cosine "
                   f"{mapped['heldout_cosine']}")
-    validation = report.get("validation")
-    if validation:
-        for chain in validation["chains"]:
-            _say(ctx, f"validate {chain['chain']:<28} cosine {chain['mean_cosine']:.3f}  "
-                      f"coverage {chain['coverage']:.2f}  norm error "
-                      f"{chain['norm_error'] if chain['norm_error'] is not None else '-'}")
-    _say(ctx, f"aligned {result.report.summary()}")
-    _say(ctx, f"wrote {len(result.table)} x {result.table.dim} to "
-              + ", ".join(str(p) for p in [*written, *extra]))
+    for chain in (report.get("validation") or {}).get("chains", ()):
+        error = chain["norm_error"] if chain["norm_error"] is not None else "-"
+        _say(ctx, f"validate {chain['chain']:<28} cosine {chain['mean_cosine']:.3f}  "
+                  f"coverage {chain['coverage']:.2f}  norm error {error}")
+    table = done.alignment.table
+    _say(ctx, f"aligned {done.alignment.report.summary()}")
+    _say(ctx, f"wrote {len(table)} x {table.dim} to " + ", ".join(map(str, done.written)))
 
 
 @cli.command()

@@ -1,0 +1,128 @@
+"""Align a file onto a target and write the result: the pipeline behind ``convert --target``.
+
+Reads the source (streaming only the rows the target can use, when the reader streams), aligns
+it, and writes the table with its report and per-row provenance beside it, all-or-nothing.
+
+>>> from embsurgeon.align.files import align_file
+>>> out = align_file("glove.6B.300d.txt", "glove-bert.safetensors",
+...                  target="bert-base-uncased/", init="subword,mean")      # doctest: +SKIP
+>>> out.alignment.report.summary()                                       # doctest: +SKIP
+'30522 rows: 21947 copied (...), 8574 initialized (...), 1 padding'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embsurgeon.align.api import Alignment, align
+from embsurgeon.align.match import keep_predicate
+from embsurgeon.align.postprocess import Transforms
+from embsurgeon.align.targets import Target, load_target, source_vocabulary
+from embsurgeon.errors import AlignmentError
+from embsurgeon.io.atomic import atomic_paths, check_writable
+from embsurgeon.io.formats import (
+    FormatName,
+    ReadOptions,
+    WriteOptions,
+    detect_format,
+    output_format,
+    read_table,
+    write_table,
+)
+from embsurgeon.io.state_dict import provenance_path, write_provenance
+from embsurgeon.vocab import find_tokenizer_file
+
+
+@dataclass(frozen=True)
+class AlignedOutput:
+    """What :func:`align_file` did."""
+
+    alignment: Alignment
+    written: list[Path]  # every file, sidecars included
+    rows_read: int  # source rows held in memory (fewer than the file's when streamed)
+    streamed: bool
+
+
+def pca_path(out: Path) -> Path:
+    """``out.safetensors`` -> ``out.pca.safetensors`` (the fitted PCA, reusable with --pca)."""
+    stem = out.with_suffix("")
+    return stem.with_name(stem.name + ".pca.safetensors")
+
+
+def align_file(
+    src: str | Path,
+    out: str | Path,
+    target: Target | None = None,
+    *,
+    read: ReadOptions | None = None,
+    write: WriteOptions | None = None,
+    from_: FormatName | str | None = None,
+    to: FormatName | str | None = None,
+    source_tokenizer: str | Path | None = None,
+    aux: str | Path | None = None,
+    map_to: str | Path | None = None,
+    transforms: Transforms | None = None,
+    stream: bool = True,
+    report_file: str | Path | None = None,
+    **align_options: Any,
+) -> AlignedOutput:
+    """Read ``src``, align it onto ``target`` and write ``out`` (plus report and provenance).
+
+    ``map_to`` is a model (or table) whose embedding space the output is mapped into; without
+    ``target`` its vocabulary is the target. ``align_options`` are the keyword arguments of
+    :func:`embsurgeon.align.align` (``init``, ``match``, ``overrides``, ``k``, ``seed``...).
+    """
+    src, out = Path(src), Path(out)
+    read = read or ReadOptions()
+    write = write or WriteOptions()
+    if target is None and map_to is None:
+        raise AlignmentError("align_file needs a target vocabulary (or map_to, whose vocabulary "
+                             "is the target)")
+    fmt = output_format(out, to)  # fail on a bad output before a long read
+    transforms = transforms or Transforms()
+    pca_out = pca_path(out) if transforms.dim or transforms.whiten else None
+    report_path = Path(report_file) if report_file is not None else None
+    check_writable([out, provenance_path(out), *(p for p in (report_path, pca_out) if p)],
+                   force=write.force)
+
+    plain = dataclasses.replace(read, keep=None, keep_if=None, limit=None)
+    if map_to is not None:
+        transforms = dataclasses.replace(transforms, map_to=read_table(map_to, options=plain))
+    vocab = load_target(target if target is not None else Path(str(map_to)),
+                        encoding=read.encoding)
+    source_format = detect_format(src, from_)
+    streamed = source_format.streaming and stream
+    if streamed:
+        read = dataclasses.replace(read, keep_if=keep_predicate(vocab))
+    table = read_table(src, source_format.name, read)
+    if source_tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
+        source_tokenizer = src
+    alignment = align(
+        table, vocab, source_vocab=source_vocabulary(table, source_tokenizer),
+        aux=read_table(aux, options=plain) if aux is not None else None,
+        fasttext_path=str(src) if source_format.name is FormatName.FASTTEXT_BIN else None,
+        transforms=transforms, **align_options)
+
+    report = alignment.report.to_dict()
+    if streamed:
+        report["streamed"] = {"rows_kept": len(table)}
+    provenance = [row.to_dict() for row in alignment.provenance]
+    written = write_table(alignment.table, out, fmt.name, dataclasses.replace(
+        write, report={**(write.report or {}), "alignment": report}, provenance=provenance))
+    extra = [p for p in (provenance_path(out), report_path) if p and p not in written]
+    if extra:  # writers without sidecars (word2vec text, ...), and --report
+        with atomic_paths(*extra, force=write.force) as temps:
+            for temp, path in zip(temps, extra, strict=True):
+                if path == report_path:
+                    temp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+                else:
+                    write_provenance(temp, provenance)
+    written += extra
+    if alignment.projection is not None and pca_out is not None:
+        written.append(alignment.projection.save(pca_out, force=write.force))
+    return AlignedOutput(alignment, written, len(table), streamed)
