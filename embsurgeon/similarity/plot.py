@@ -18,15 +18,22 @@ def save_check_plot(report: CheckReport, path: str | Path) -> Path:
     matplotlib.use("Agg")  # no display needed; also keeps pyplot off any GUI toolkit
     from matplotlib.figure import Figure
 
+    import numpy as np
+
     figure = Figure(figsize=(11, 4), layout="constrained")
     norms, overlap = figure.subplots(1, 2)
-    for values, label in ((report.copied_norms, "copied"),
-                          (report.initialized_norms, "initialized")):
-        if len(values):
-            norms.hist(values, bins=50, alpha=0.6, label=f"{label} ({len(values)})")
+    groups = [(v[np.isfinite(v)], label) for v, label in
+              ((report.copied_norms, "copied"), (report.initialized_norms, "initialized"))]
+    every = np.concatenate([v for v, _ in groups])
+    # Shared bins and densities: the groups differ in size by orders of magnitude.
+    edges = np.histogram_bin_edges(every, bins=50) if every.size else 10
+    for values, label in groups:
+        if values.size:
+            norms.hist(values, bins=edges, density=True, alpha=0.6,
+                       label=f"{label} ({values.size} rows)")
     norms.set_title("row norms in AFTER")
     norms.set_xlabel("L2 norm")
-    norms.set_ylabel("rows")
+    norms.set_ylabel("density")
     if len(report.copied_norms) or len(report.initialized_norms):
         norms.legend()
     bins = [i / report.k - 0.5 / report.k for i in range(report.k + 2)] if report.k else 10
