@@ -16,9 +16,8 @@ def save_check_plot(report: CheckReport, path: str | Path) -> Path:
     """Draw the check's figures into one PNG (written with matplotlib's Agg backend)."""
     matplotlib = require("matplotlib", extra="plot", purpose="--plot")
     matplotlib.use("Agg")  # no display needed; also keeps pyplot off any GUI toolkit
-    from matplotlib.figure import Figure
-
     import numpy as np
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4), layout="constrained")
     norms, overlap = figure.subplots(1, 2)
