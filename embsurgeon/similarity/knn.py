@@ -19,6 +19,7 @@ when a tie straddles the k-th place. Zero and non-finite rows score 0 against ev
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -100,8 +101,8 @@ class Hits:
 
 
 def _tile_bytes(bq: int, bd: int, dim: int, k: int, eb: int) -> int:
-    # Blocks are normalized in float32 (in place where the copy is ours), plus a cast copy for
-    # half precision; the score tile gets a quarter on top for the tie-breaking temporaries.
+    # Staged rows in float32, plus a cast copy for half precision (see _Staging); the score
+    # tile gets a quarter on top for the tie-breaking temporaries.
     row_bytes = dim * (4 + (eb if eb < 4 else 0))
     return row_bytes * (bq + bd) + bq * bd * eb * 5 // 4 + bq * (k + 2) * _PER_ROW_BYTES
 
@@ -176,27 +177,45 @@ def _torch_dtype(precision: Precision) -> torch.dtype:
             Precision.BFLOAT16: torch.bfloat16}[precision]
 
 
-def _prepare(rows: np.ndarray, metric: Metric, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """Rows as a (B, D) tensor in the compute dtype, unit length for cosine; bad rows zeroed."""
-    import torch
+class _Staging:
+    """Reused buffers for ``rows`` prepared rows: float32 and, for half precision, the cast.
 
-    block = np.ascontiguousarray(rows, dtype=np.float32)
-    if not block.flags.writeable:  # torch.from_numpy warns on read-only (e.g. mapped) arrays
-        block = block.copy()
-    # Work in place on our own copy; never write into the caller's table.
-    owned = device != "cpu" or not np.may_share_memory(block, rows)
-    x = torch.from_numpy(block).to(device)  # (B, D) float32
-    if metric is Metric.COSINE:
-        norms = torch.linalg.vector_norm(x, dim=1)  # (B,)
-        bad = ~(torch.isfinite(norms) & (norms > 0))
-        inv = norms.reciprocal_()[:, None]  # (B, 1); inf or nan on bad rows, zeroed below
-        x = x.mul_(inv) if owned else x * inv
-        x.masked_fill_(bad[:, None], 0.0)
-    else:
-        bad = ~torch.isfinite(x).all(dim=1)
-        if bool(bad.any()):
-            x = x.masked_fill(bad[:, None], 0.0)
-    return x.to(dtype)
+    Every tile reuses the same memory: fresh block-sized allocations per tile would cost page
+    faults, and glibc's adaptive mmap threshold would let freed blocks pile up beyond the
+    budget.
+    """
+
+    def __init__(self, rows: int, dim: int, device: str, dtype: torch.dtype) -> None:
+        import torch
+
+        self.dim = dim
+        self.f32 = torch.empty(rows * dim, dtype=torch.float32, device=device)
+        self.cast = (None if dtype == torch.float32
+                     else torch.empty(rows * dim, dtype=dtype, device=device))
+
+    def prepare(self, rows: np.ndarray, metric: Metric) -> torch.Tensor:
+        """Rows as a (B, D) tensor in the compute dtype, unit length for cosine; zero and
+        non-finite rows become zero rows (they then score 0, never NaN)."""
+        import torch
+
+        n = rows.shape[0]
+        x = self.f32[:n * self.dim].view(n, self.dim)  # (B, D)
+        with warnings.catch_warnings():
+            # Read-only (e.g. mapped) tables are fine: the view is only ever read from.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x.copy_(torch.from_numpy(np.ascontiguousarray(rows)))  # converts dtype and device
+        if metric is Metric.COSINE:
+            norms = torch.linalg.vector_norm(x, dim=1)  # (B,)
+            bad = ~(torch.isfinite(norms) & (norms > 0))
+            x.mul_(norms.reciprocal_()[:, None])  # inf/nan on bad rows, zeroed next
+            x.masked_fill_(bad[:, None], 0.0)
+        else:
+            bad = ~torch.isfinite(x).all(dim=1)
+            if bool(bad.any()):
+                x.masked_fill_(bad[:, None], 0.0)
+        if self.cast is None:
+            return x
+        return self.cast[:n * self.dim].view(n, self.dim).copy_(x)
 
 
 def _break_ties(scores: torch.Tensor, vals: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor,
@@ -293,17 +312,18 @@ def search(
     excl = None if exclude is None else torch.as_tensor(exclude, dtype=torch.int64).to(dev)
     penalty = None if column_penalty is None else (
         torch.as_tensor(np.asarray(column_penalty, np.float32)).to(dev, dtype))
-    # One reused score buffer: a fresh (bq, bd) allocation per tile costs page faults on CPU.
-    buffer = torch.empty(bq * bd, dtype=dtype, device=dev)
+    buffer = torch.empty(bq * bd, dtype=dtype, device=dev)  # scores, reused by every tile
+    block_stage = _Staging(bd, dim, dev, dtype)
+    query_stage = _Staging(bq, dim, dev, dtype)
 
     with torch.inference_mode():
         for d0 in range(0, n_db, bd):
             d1 = min(d0 + bd, n_db)
-            block = _prepare(database[d0:d1], metric, dev, dtype)  # (Bd, D)
+            block = block_stage.prepare(database[d0:d1], metric)  # (Bd, D)
             for q0 in range(0, n_q, bq):
                 q1 = min(q0 + bq, n_q)
                 tile = buffer[:(q1 - q0) * (d1 - d0)].view(q1 - q0, d1 - d0)
-                torch.mm(_prepare(queries[q0:q1], metric, dev, dtype), block.T, out=tile)
+                torch.mm(query_stage.prepare(queries[q0:q1], metric), block.T, out=tile)
                 if penalty is not None:
                     tile -= penalty[d0:d1]
                 if excl is not None:
