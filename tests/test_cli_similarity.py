@@ -130,3 +130,21 @@ def test_convert_check(tables, tmp_path):
     assert result.exit_code == 0, result.output
     assert "neighbours before -> after" in result.output and "[written]" in result.output
     assert "overlap@" in result.output and "mean 1.000" in result.output
+
+
+def test_similarity_help_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from embsurgeon.cli import cli\n"
+        "for args in (['neighbors', '--help'], ['check', '--help']):\n"
+        "    assert CliRunner().invoke(cli, args).exit_code == 0\n"
+        "print(','.join(m for m in ('torch', 'gensim', 'faiss', 'matplotlib', 'scipy')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
