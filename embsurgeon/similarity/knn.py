@@ -218,6 +218,12 @@ class _Staging:
         return self.cast[:n * self.dim].view(n, self.dim).copy_(x)
 
 
+def _queries_resident(device: str, nbytes: int, memory_budget: int) -> bool:
+    """On CUDA the prepared queries stay on the device when they take at most half the
+    budget: every database block then meets them without a host-to-device copy per tile."""
+    return device != "cpu" and 2 * nbytes <= memory_budget
+
+
 def _break_ties(scores: torch.Tensor, vals: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor,
                 k: int, chunk_rows: int) -> None:
     """For ``rows`` whose k-th score ties with a score outside the top k, choose the tied
@@ -303,10 +309,13 @@ def search(
     if n_q == 0 or k == 0:
         return Hits(np.zeros((n_q, k), np.int64), np.zeros((n_q, k), np.float32))
 
-    plan = plan_tiles(n_q, n_db, dim, k, memory_budget=memory_budget, precision=precision)
+    dtype = _torch_dtype(precision)
+    eb = _ELEMENT_BYTES[precision]
+    resident = _queries_resident(dev, n_q * dim * eb, memory_budget)
+    tile_budget = memory_budget - (n_q * dim * eb if resident else 0)
+    plan = plan_tiles(n_q, n_db, dim, k, memory_budget=tile_budget, precision=precision)
     bq, bd = plan.query_rows, plan.database_rows
     chunk_rows = max(1, bq * plan.element_bytes // (4 * _TIE_BYTES_PER_ELEMENT))
-    dtype = _torch_dtype(precision)
     best_vals = torch.full((n_q, k), float("-inf"), dtype=torch.float32, device=dev)
     best_ids = torch.full((n_q, k), n_db, dtype=torch.int64, device=dev)
     excl = None if exclude is None else torch.as_tensor(exclude, dtype=torch.int64).to(dev)
@@ -315,6 +324,11 @@ def search(
     buffer = torch.empty(bq * bd, dtype=dtype, device=dev)  # scores, reused by every tile
     block_stage = _Staging(bd, dim, dev, dtype)
     query_stage = _Staging(bq, dim, dev, dtype)
+    staged = None
+    if resident:
+        staged = torch.empty((n_q, dim), dtype=dtype, device=dev)  # (Q, D)
+        for q0 in range(0, n_q, bq):
+            staged[q0:q0 + bq] = query_stage.prepare(queries[q0:q0 + bq], metric)
 
     with torch.inference_mode():
         for d0 in range(0, n_db, bd):
@@ -323,7 +337,9 @@ def search(
             for q0 in range(0, n_q, bq):
                 q1 = min(q0 + bq, n_q)
                 tile = buffer[:(q1 - q0) * (d1 - d0)].view(q1 - q0, d1 - d0)
-                torch.mm(query_stage.prepare(queries[q0:q1], metric), block.T, out=tile)
+                query_rows = (staged[q0:q1] if staged is not None
+                              else query_stage.prepare(queries[q0:q1], metric))  # (Bq, D)
+                torch.mm(query_rows, block.T, out=tile)
                 if penalty is not None:
                     tile -= penalty[d0:d1]
                 if excl is not None:

@@ -183,3 +183,13 @@ def test_gpu_half_precision_is_close(precision):
     hits = search(GAUSS, GAUSS, 10, device="cuda", precision=precision)
     np.testing.assert_allclose(hits.scores, ref.scores, atol=2e-2)
     assert (hits.ids == ref.ids).mean() > 0.8
+
+
+@pytest.mark.parametrize("budget", [None, 60_000])
+def test_device_resident_queries_give_the_same_result(monkeypatch, budget):
+    # The CUDA path that keeps all prepared queries on the device, exercised on the CPU.
+    streamed = run(INTS, INTS, 7, budget, metric="dot", exclude=np.arange(400)[:, None])
+    monkeypatch.setattr("embsurgeon.similarity.knn._queries_resident", lambda *a: True)
+    resident = run(INTS, INTS, 7, budget, metric="dot", exclude=np.arange(400)[:, None])
+    np.testing.assert_array_equal(resident.ids, streamed.ids)
+    np.testing.assert_array_equal(resident.scores, streamed.scores)
