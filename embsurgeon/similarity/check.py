@@ -225,6 +225,13 @@ def _norm_stats(norms: np.ndarray) -> NormStats | None:
                      float(good.max()))
 
 
+def _gather(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``vectors[rows]``, without copying a whole table when ``rows`` is every row in order."""
+    if len(rows) == len(vectors) and bool((rows == np.arange(len(rows))).all()):
+        return vectors
+    return vectors[rows]
+
+
 def _similarities(vectors: np.ndarray, rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Cosine of each row in ``rows`` to each anchor row, (Q, A), zero-safe."""
     def unit(x: np.ndarray) -> np.ndarray:
@@ -276,8 +283,8 @@ def check_tables(
     pool = rest if len(rest) >= min(anchors, n_common // 2) else perm
     anchor_pos = np.sort(pool[:min(anchors, len(pool))])
 
-    vec_b = before.vectors[rows_b]  # (C, D_before) shared rows, in AFTER's order
-    vec_a = after.vectors[rows_a]  # (C, D_after)
+    vec_b = _gather(before.vectors, rows_b)  # (C, D_before) shared rows, in AFTER's order
+    vec_a = _gather(after.vectors, rows_a)  # (C, D_after)
     run = partial(search, device=device, memory_budget=memory_budget)
     own = picked[:, None]  # (S, 1): a token is not its own neighbour
     hits_b = run(vec_b[picked], vec_b, k, exclude=own)

@@ -4,6 +4,7 @@ import torch
 from knn_reference import assert_matches, brute_force
 
 from embsurgeon.errors import DtypeError
+from embsurgeon.similarity import knn
 from embsurgeon.similarity.knn import (
     SimilarityError,
     TilePlan,
@@ -17,6 +18,14 @@ GAUSS = RNG.standard_normal((300, 16)).astype(np.float32)
 # Small integers: dot products are exact in float32, so ties are real ties.
 INTS = RNG.integers(-2, 3, size=(400, 6)).astype(np.float32)
 BUDGETS = [None, 60_000, 8_000, 3_000]  # None: one tile; then ever smaller tiles
+
+
+@pytest.fixture(autouse=True, params=["float32", "bf16-certified"])
+def cpu_path(request, monkeypatch):
+    """Every test runs on both CPU paths: plain float32 tiles, and bfloat16 candidates
+    rescored in float32 (taken automatically on CPUs with native bfloat16)."""
+    monkeypatch.setattr(knn, "cpu_has_fast_bfloat16", lambda: request.param != "float32")
+    return request.param
 
 
 def run(queries, database, k, budget=None, **kw):
@@ -138,7 +147,9 @@ def test_full_width_tiles_when_the_database_fits():
     assert plan.database_rows == 100_000 and plan.query_rows >= 256
 
 
-def test_search_uses_the_planned_tiles():
+def test_search_uses_the_planned_tiles(cpu_path):
+    if cpu_path != "float32":
+        pytest.skip("the candidate pass plans for its own k and dtype")
     hits = run(GAUSS, GAUSS, 10, 60_000)
     assert hits.plan == plan_tiles(300, 300, 16, 10, memory_budget=60_000)
     assert hits.plan.nbytes <= 60_000 and hits.plan.database_rows < 300
@@ -193,3 +204,43 @@ def test_device_resident_queries_give_the_same_result(monkeypatch, budget):
     resident = run(INTS, INTS, 7, budget, metric="dot", exclude=np.arange(400)[:, None])
     np.testing.assert_array_equal(resident.ids, streamed.ids)
     np.testing.assert_array_equal(resident.scores, streamed.scores)
+
+
+def test_certified_path_recomputes_exactly_the_uncertain_queries(cpu_path, monkeypatch):
+    if cpu_path == "float32":
+        pytest.skip("about the bfloat16 candidate pass")
+    calls = []
+    real = knn._search_tiles
+
+    def spy(queries, *args):
+        calls.append((len(queries), args[-2]))
+        return real(queries, *args)
+
+    monkeypatch.setattr(knn, "_search_tiles", spy)
+    # Random rows: the top 3 stand far above the 64th candidate, so the bfloat16 pass alone
+    # certifies every query.
+    own = np.arange(300)[:, None]
+    hits = run(GAUSS, GAUSS, 3, exclude=own)
+    assert calls == [(300, knn.Precision.BFLOAT16)]
+    assert_matches(hits, brute_force(GAUSS, GAUSS, 3, exclude=own))
+    # More exact ties at the k-th place than candidates cannot be certified: recomputed.
+    calls.clear()
+    db = np.repeat(np.eye(3, dtype=np.float32), 80, axis=0)
+    hits = run(db[[0, 100]], db, 5)
+    assert calls == [(2, knn.Precision.BFLOAT16), (2, knn.Precision.FLOAT32)]
+    assert hits.ids.tolist() == [[0, 1, 2, 3, 4], [80, 81, 82, 83, 84]]
+    # Ties that all fit among the candidates are certified and keep the id order.
+    calls.clear()
+    db = np.repeat(np.eye(3, dtype=np.float32), 40, axis=0)
+    assert run(db[[50]], db, 5).ids.tolist() == [[40, 41, 42, 43, 44]]
+    assert calls == [(1, knn.Precision.BFLOAT16)]
+
+
+def test_bfloat16_error_bound_holds():
+    rng = np.random.default_rng(0)
+    for dim in (8, 300, 4096):
+        x = torch.nn.functional.normalize(torch.from_numpy(
+            rng.standard_normal((64, dim)).astype(np.float32)), dim=1)
+        exact = x @ x.T
+        rough = (x.bfloat16() @ x.bfloat16().T).float()
+        assert (rough - exact).abs().max().item() < knn._bf16_cosine_error(dim) / 2
