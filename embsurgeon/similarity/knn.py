@@ -199,17 +199,22 @@ class _Staging:
         self.cast = (None if dtype == torch.float32
                      else torch.empty(rows * dim, dtype=dtype, device=device))
 
-    def prepare(self, rows: np.ndarray, metric: Metric) -> torch.Tensor:
-        """Rows as a (B, D) tensor in the compute dtype, unit length for cosine; zero and
-        non-finite rows become zero rows (they then score 0, never NaN)."""
+    def prepare(self, rows: np.ndarray | torch.Tensor, metric: Metric,
+                take: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows (or, with ``take``, the rows ``take`` of ``rows``) as a (B, D) tensor in the
+        compute dtype, unit length for cosine; zero and non-finite rows become zero rows
+        (they then score 0, never NaN)."""
         import torch
 
-        n = rows.shape[0]
+        source = rows if isinstance(rows, torch.Tensor) else as_tensor(rows)
+        n = source.shape[0] if take is None else take.shape[0]
         x = self.f32[:n * self.dim].view(n, self.dim)  # (B, D)
-        with warnings.catch_warnings():
-            # Read-only (e.g. mapped) tables are fine: the view is only ever read from.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            x.copy_(torch.from_numpy(np.ascontiguousarray(rows)))  # converts dtype and device
+        if take is None:
+            x.copy_(source)  # converts dtype and device
+        elif source.dtype == torch.float32 and source.device == x.device:
+            torch.index_select(source, 0, take, out=x)  # multi-threaded gather, no temporary
+        else:
+            x.copy_(source.index_select(0, take.to(source.device)))
         if metric is Metric.COSINE:
             norms = torch.linalg.vector_norm(x, dim=1)  # (B,)
             bad = ~(torch.isfinite(norms) & (norms > 0))
@@ -222,6 +227,16 @@ class _Staging:
         if self.cast is None:
             return x
         return self.cast[:n * self.dim].view(n, self.dim).copy_(x)
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory (never written through)."""
+    import torch
+
+    with warnings.catch_warnings():
+        # Read-only (e.g. mapped) tables are fine: embsurgeon only ever reads the view.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _queries_resident(device: str, nbytes: int, memory_budget: int) -> bool:
@@ -247,21 +262,27 @@ def _break_ties(scores: torch.Tensor, vals: torch.Tensor, ids: torch.Tensor, row
         vals[r] = sub.gather(1, cols)
 
 
-def _tile_topk(scores: torch.Tensor, k: int, chunk_rows: int) -> tuple[torch.Tensor,
-                                                                        torch.Tensor]:
-    """Top k of each row of a (B, T) tile, sorted by score then ascending column."""
+def _tile_topk(scores: torch.Tensor, k: int, chunk_rows: int, exact_ties: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top k of each row of a (B, T) tile, sorted by score then ascending column.
+
+    Without ``exact_ties``, which member of a tie at the k-th place is kept is torch's choice
+    (enough for candidate passes, whose ties are settled later).
+    """
     import torch
 
     width = scores.shape[1]
     take = min(k + 1, width)
     vals, ids = torch.topk(scores, take, dim=1)  # (B, take)
-    if take > k:
+    if take > k and exact_ties:
         # torch.topk picks an arbitrary member of a tie; the (k+1)-th value says whether the
         # k-th place is contested at all, so the exact fix runs only where it is.
         contested = (vals[:, k - 1] == vals[:, k]).nonzero().flatten()
         vals, ids = vals[:, :k].contiguous(), ids[:, :k].contiguous()
         if len(contested):
             _break_ties(scores, vals, ids, contested, k, chunk_rows)
+    elif take > k:
+        vals, ids = vals[:, :k], ids[:, :k]
     ids, order = ids.sort(dim=1)
     vals = vals.gather(1, order)
     vals, order = vals.sort(dim=1, descending=True, stable=True)
@@ -367,8 +388,10 @@ def _search_certified(queries: np.ndarray, database: np.ndarray, k: int,
         vals, ids, plan = _search_tiles(queries, database, k, Metric.COSINE, excl, None,
                                         "cpu", Precision.FLOAT32, memory_budget)
         return Hits(ids.numpy(), vals.numpy(), plan)
+    # Candidate ties need no settling: any tie straddling the cut fails certification below.
     cand_vals, cand_ids, plan = _search_tiles(queries, database, n_cand, Metric.COSINE, excl,
-                                              None, "cpu", Precision.BFLOAT16, memory_budget)
+                                              None, "cpu", Precision.BFLOAT16, memory_budget,
+                                              exact_ties=False)
     bound = cand_vals[:, -1] + _bf16_cosine_error(dim)  # (Q,) no other row scores above
     out_vals = torch.empty((n_q, k), dtype=torch.float32)
     out_ids = torch.empty((n_q, k), dtype=torch.int64)
@@ -376,12 +399,13 @@ def _search_certified(queries: np.ndarray, database: np.ndarray, k: int,
     rows = max(1, min(n_q, memory_budget // (2 * 4 * n_cand * dim)))
     query_stage = _Staging(rows, dim, "cpu", torch.float32)
     cand_stage = _Staging(rows * n_cand, dim, "cpu", torch.float32)
+    table = as_tensor(database)  # (N, D), shared memory
     with torch.inference_mode():
         for q0 in range(0, n_q, rows):
             q1 = min(q0 + rows, n_q)
             ids = cand_ids[q0:q1].sort(dim=1).values  # (R, C) ascending: ties keep id order
             qv = query_stage.prepare(queries[q0:q1], Metric.COSINE)  # (R, D)
-            cv = cand_stage.prepare(database[ids.flatten().numpy()], Metric.COSINE)
+            cv = cand_stage.prepare(table, Metric.COSINE, take=ids.flatten())  # (R * C, D)
             exact = torch.bmm(cv.view(q1 - q0, n_cand, dim), qv[:, :, None])[:, :, 0]  # (R, C)
             exact, order = exact.sort(dim=1, descending=True, stable=True)
             out_vals[q0:q1] = exact[:, :k]
@@ -398,7 +422,7 @@ def _search_certified(queries: np.ndarray, database: np.ndarray, k: int,
 
 def _search_tiles(queries: np.ndarray, database: np.ndarray, k: int, metric: Metric,
                   excl: torch.Tensor | None, column_penalty: np.ndarray | None, dev: str,
-                  precision: Precision, memory_budget: int
+                  precision: Precision, memory_budget: int, exact_ties: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, TilePlan]:
     """The tiled search proper: (Q, k) scores and ids on ``dev``, best first."""
     import torch
@@ -441,7 +465,7 @@ def _search_tiles(queries: np.ndarray, database: np.ndarray, k: int, metric: Met
                     hit = ((local >= 0) & (local < d1 - d0)).nonzero()
                     if len(hit):
                         tile[hit[:, 0], local[hit[:, 0], hit[:, 1]]] = float("-inf")
-                vals, ids = _tile_topk(tile, k, chunk_rows)
+                vals, ids = _tile_topk(tile, k, chunk_rows, exact_ties)
                 ids += d0
                 if d0 == 0 and vals.shape[1] == k:
                     best_vals[q0:q1], best_ids[q0:q1] = vals.float(), ids

@@ -212,9 +212,9 @@ def test_certified_path_recomputes_exactly_the_uncertain_queries(cpu_path, monke
     calls = []
     real = knn._search_tiles
 
-    def spy(queries, *args):
-        calls.append((len(queries), args[-2]))
-        return real(queries, *args)
+    def spy(queries, *args, **kwargs):
+        calls.append((len(queries), args[6]))  # the precision
+        return real(queries, *args, **kwargs)
 
     monkeypatch.setattr(knn, "_search_tiles", spy)
     # Random rows: the top 3 stand far above the 64th candidate, so the bfloat16 pass alone
