@@ -148,3 +148,11 @@ def test_similarity_help_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_half_precision_on_the_cpu_is_a_one_line_error(tables):
+    before, _ = tables
+    result = invoke("neighbors", before, "king", "--device", "cpu", "--precision", "float16")
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: precision float16 needs a CUDA device; on the "
+                                     "CPU the search runs in float32")

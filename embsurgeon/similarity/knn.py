@@ -8,7 +8,9 @@ never copied whole (on CUDA, one block at a time is moved to the device).
 
 Results are exact and deterministic: among equal scores the lower row id comes first, also
 when a tie straddles the k-th place. Zero and non-finite rows score 0 against everything
-(cosine) instead of producing NaN.
+(cosine) instead of producing NaN. On CPUs with native bfloat16 a float32 cosine search takes
+candidates from a bfloat16 pass and certifies them (:func:`_search_certified`); the answer is
+still the float32 one.
 
 >>> import numpy as np
 >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0, 0]], dtype=np.float32)
@@ -378,25 +380,45 @@ def _search_certified(queries: np.ndarray, database: np.ndarray, k: int,
     than the bfloat16 error bound (then no other row can reach the top k); any query that is
     not certified is recomputed by the plain float32 search. The answer is the float32 one.
     """
-    import torch
-
-    n_q, n_db, dim = queries.shape[0], database.shape[0], database.shape[1]
+    n_db, dim = database.shape
     n_excluded = 0 if excl is None else excl.shape[1]
     n_cand = min(max(_MIN_CANDIDATES, 2 * k), n_db - n_excluded)
-    if n_cand <= k or memory_budget < _tile_bytes(1, 1, dim, n_cand, 2):
+    if n_cand <= k or memory_budget // 2 < _tile_bytes(1, 1, dim, n_cand, 2):
         # every row is a candidate anyway, or the budget is too small for a candidate pass
         vals, ids, plan = _search_tiles(queries, database, k, Metric.COSINE, excl, None,
                                         "cpu", Precision.FLOAT32, memory_budget)
         return Hits(ids.numpy(), vals.numpy(), plan)
+    # The two passes split the budget: memory the first frees may stay with the allocator.
+    half = memory_budget // 2
     # Candidate ties need no settling: any tie straddling the cut fails certification below.
     cand_vals, cand_ids, plan = _search_tiles(queries, database, n_cand, Metric.COSINE, excl,
-                                              None, "cpu", Precision.BFLOAT16, memory_budget,
+                                              None, "cpu", Precision.BFLOAT16, half,
                                               exact_ties=False)
     bound = cand_vals[:, -1] + _bf16_cosine_error(dim)  # (Q,) no other row scores above
+    del cand_vals
+    out_vals, out_ids, certified = _rescore(queries, database, cand_ids, bound, k, half)
+    redo = (~certified).nonzero().flatten()
+    if len(redo):
+        vals, ids, _ = _search_tiles(queries[redo.numpy()], database, k, Metric.COSINE,
+                                     None if excl is None else excl[redo], None, "cpu",
+                                     Precision.FLOAT32, half)
+        out_vals[redo], out_ids[redo] = vals, ids
+    return Hits(out_ids.numpy(), out_vals.numpy(), plan)
+
+
+def _rescore(queries: np.ndarray, database: np.ndarray, cand_ids: torch.Tensor,
+             bound: torch.Tensor, k: int, memory_budget: int
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Float32 cosines of each query's candidates: the top k (scores, ids) and whether they
+    are certified (k-th score above ``bound``). Its buffers are gone when it returns."""
+    import torch
+
+    n_q, n_cand = cand_ids.shape
+    dim = database.shape[1]
     out_vals = torch.empty((n_q, k), dtype=torch.float32)
     out_ids = torch.empty((n_q, k), dtype=torch.int64)
     certified = torch.empty(n_q, dtype=torch.bool)
-    rows = max(1, min(n_q, memory_budget // (2 * 4 * n_cand * dim)))
+    rows = max(1, min(n_q, memory_budget // (4 * (n_cand + 1) * dim)))  # candidates + queries
     query_stage = _Staging(rows, dim, "cpu", torch.float32)
     cand_stage = _Staging(rows * n_cand, dim, "cpu", torch.float32)
     table = as_tensor(database)  # (N, D), shared memory
@@ -411,13 +433,7 @@ def _search_certified(queries: np.ndarray, database: np.ndarray, k: int,
             out_vals[q0:q1] = exact[:, :k]
             out_ids[q0:q1] = ids.gather(1, order[:, :k])
             certified[q0:q1] = exact[:, k - 1] > bound[q0:q1]
-        redo = (~certified).nonzero().flatten()
-        if len(redo):
-            vals, ids, _ = _search_tiles(queries[redo.numpy()], database, k, Metric.COSINE,
-                                         None if excl is None else excl[redo], None, "cpu",
-                                         Precision.FLOAT32, memory_budget)
-            out_vals[redo], out_ids[redo] = vals, ids
-    return Hits(out_ids.numpy(), out_vals.numpy(), plan)
+    return out_vals, out_ids, certified
 
 
 def _search_tiles(queries: np.ndarray, database: np.ndarray, k: int, metric: Metric,
