@@ -1,5 +1,8 @@
 """Shared benchmark harness: each contender runs in a fresh subprocess, so wall time and peak
-resident memory (ru_maxrss) belong to it alone, and peers are compared in the same run.
+resident memory belong to it alone, and peers are compared in the same run.
+
+Peak memory is the child's VmHWM from /proc, not ru_maxrss: Linux carries ru_maxrss across
+exec from the parent, so a parent that imported torch would inflate every contender.
 
     from harness import measure
     m = measure("import gensim; ...", label="gensim")
@@ -19,15 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"  # generated inputs; git-ignored
 
 _WRAPPER = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
+def _hwm_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 {setup}
 _t0 = time.perf_counter()
 {body}
 _elapsed = time.perf_counter() - _t0
 _extra = globals().get("RESULT")
 print("__BENCH__" + json.dumps({{"seconds": _elapsed,
-      "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "result": _extra}}))
+      "peak_kb": _hwm_kb(), "result": _extra}}))
 """
 
 

@@ -156,6 +156,130 @@ def _read_keep_file(path: Path) -> frozenset[str]:
     return frozenset(line.rstrip("\r") for line in text.split("\n") if line.strip())
 
 
+def _check_init(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from embsurgeon.align.api import parse_init
+
+    try:
+        parse_init(value)
+    except EmbsurgeonError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    return value
+
+
+def _check_match(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from embsurgeon.align.match import parse_levels
+
+    try:
+        parse_levels(value)
+    except EmbsurgeonError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    return value
+
+
+def _check_override(ctx: click.Context, param: click.Parameter,
+                    value: tuple[str, ...]) -> dict[str, str]:
+    from embsurgeon.align.match import parse_override
+
+    try:
+        return dict(parse_override(v) for v in value)
+    except EmbsurgeonError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+def alignment_options(f: Any) -> Any:
+    """The options of ``convert`` that align onto a target vocabulary (``--target``)."""
+    # Light modules (numpy only), so --help stays fast; defaults are the library's own.
+    from embsurgeon.align.api import AUTO, DEFAULT_INIT, DEFAULT_SEED
+    from embsurgeon.align.init import (
+        DEFAULT_K,
+        DEFAULT_TEMPERATURE,
+        DEFAULT_WEIGHTING,
+        InitMethod,
+        Weighting,
+    )
+    from embsurgeon.align.match import DEFAULT_MATCH, MATCH_LEVELS
+    from embsurgeon.align.norms import DEFAULT_NORM_MATCH, NormMatch
+    from embsurgeon.align.transform import (
+        DEFAULT_MAP_METHOD,
+        DEFAULT_NORMALIZATION,
+        MapMethod,
+        Normalization,
+    )
+
+    init_choices = ", ".join(m.value for m in InitMethod)
+    existing = click.Path(exists=True, path_type=Path)
+    decorators = [
+        click.option("--target", type=existing, metavar="VOCAB",
+                     help="Align onto this vocabulary: a tokenizer (directory, tokenizer.json, "
+                          "vocab.txt, SentencePiece .model), a word list, a 'token count' "
+                          "file, or another embedding table. Rows follow its id order."),
+        click.option("--source-tokenizer", type=existing, metavar="PATH",
+                     help="The tokenizer that belongs to SRC, when SRC is not a model "
+                          "directory holding one (otherwise the family is guessed)."),
+        click.option("--init", "init", default=",".join(m.value for m in DEFAULT_INIT),
+                     show_default=True, callback=_check_init,
+                     metavar="CHAIN", help="How to build target rows the source lacks, tried "
+                     f"in order: comma-separated from {init_choices}, or '{AUTO}' (the chain "
+                     "that best rebuilds held-out shared rows of SRC)."),
+        click.option("--aux", type=existing, metavar="TABLE",
+                     help="Auxiliary table covering source and target tokens, for knn/omp."),
+        click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K,
+                     show_default=True, help="Neighbours (knn) or atoms (omp) per new row."),
+        click.option("--temperature", type=click.FloatRange(min=0, min_open=True),
+                     default=DEFAULT_TEMPERATURE, show_default=True,
+                     help="knn weighting temperature."),
+        click.option("--weighting", type=click.Choice([w.value for w in Weighting]),
+                     default=DEFAULT_WEIGHTING.value, show_default=True,
+                     help="knn neighbour weights."),
+        click.option("--match", "match", default=",".join(lv.value for lv in DEFAULT_MATCH),
+                     show_default=True, callback=_check_match, metavar="LEVELS",
+                     help="Match levels allowed, comma-separated, from "
+                          f"{', '.join(lv.value for lv in MATCH_LEVELS)}."),
+        click.option("--map", "overrides", multiple=True, metavar="TARGET=SOURCE",
+                     callback=_check_override,
+                     help="Force target token TARGET to copy source row SOURCE (repeatable)."),
+        click.option("--map-file", type=existing, metavar="FILE",
+                     help="File of TARGET=SOURCE (or tab-separated) overrides, one a line."),
+        click.option("--norm-match", type=click.Choice([n.value for n in NormMatch]),
+                     default=DEFAULT_NORM_MATCH.value, show_default=True,
+                     help="Rescale initialized rows onto the norms of copied rows."),
+        click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+                     help="Seed for sampling (normal, mvn, validation)."),
+        click.option("--validate", is_flag=True,
+                     help="Hide a sample of shared tokens, rebuild them with each method of "
+                          "--init, and report mean cosine and norm error."),
+        click.option("--report", "report_file", type=click.Path(path_type=Path),
+                     metavar="FILE", help="Also write the alignment report as JSON here."),
+        click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
+                     help="Append zero placeholder rows up to a multiple of N rows."),
+        click.option("--map-to", type=existing, metavar="MODEL",
+                     help="Learn a linear map from the copied rows onto MODEL's own embedding "
+                          "rows for the same tokens and apply it to every row (output in "
+                          "MODEL's space; the target defaults to MODEL's vocabulary)."),
+        click.option("--map-method", type=click.Choice([m.value for m in MapMethod]),
+                     default=DEFAULT_MAP_METHOD.value, show_default=True,
+                     help="The --map-to map: orthogonal Procrustes or least squares."),
+        click.option("--remove-top", type=click.IntRange(min=0), metavar="N",
+                     help="All-but-the-top: remove the mean and the top N principal "
+                          "directions (N ~ dim/100)."),
+        click.option("--dim", type=click.IntRange(min=1), metavar="N",
+                     help="Reduce to N dimensions with PCA; the fitted PCA is saved as "
+                          "OUT.pca.safetensors for reuse with --pca."),
+        click.option("--whiten", is_flag=True,
+                     help="Scale the PCA components to unit variance."),
+        click.option("--pca", "pca_file", type=existing, metavar="FILE",
+                     help="Apply a PCA saved by an earlier run instead of fitting one."),
+        click.option("--normalize", type=click.Choice([n.value for n in Normalization]),
+                     default=DEFAULT_NORMALIZATION.value, show_default=True,
+                     help="Row normalization, applied last."),
+        click.option("--no-stream", is_flag=True,
+                     help="Read every source row, not only those the target can use."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
 @cli.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
@@ -169,6 +293,7 @@ def _read_keep_file(path: Path) -> frozenset[str]:
 @click.option("--keep", "keep_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File of tokens to keep, one a line; other rows are dropped while reading.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@alignment_options
 @click.option("--check", "run_check", is_flag=True,
               help="After writing, show neighbour lists and the overlap summary between the "
                    "table read and the table written.")
@@ -176,20 +301,152 @@ def _read_keep_file(path: Path) -> frozenset[str]:
 def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str | None,
             limit: int | None, keep_file: Path | None, force: bool, run_check: bool,
             **params: Any) -> None:
-    """Convert SRC (any supported format) to OUT (format from --to or the suffix)."""
+    """Convert SRC (any supported format) to OUT (format from --to or the suffix).
+
+    With --target, the rows are aligned onto that vocabulary: matched tokens are copied, the
+    others built by the --init chain; a report and OUT.provenance.jsonl say how each row was
+    made.
+    """
     from embsurgeon.io.atomic import check_writable
     from embsurgeon.io.formats import output_format, write_table
 
     fmt = output_format(out, to)  # fail on a bad output before a long read
     check_writable([out], force=force)
     keep = _read_keep_file(keep_file) if keep_file else None
-    table = _read(ctx, src, params, limit=limit, keep=keep)
-    written = write_table(table, out, fmt.name, WriteOptions(
-        dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"]))
-    _say(ctx, f"wrote {len(table)} x {table.dim} ({fmt.name.value}) to "
-              + ", ".join(str(p) for p in written))
+    if params["target"] is not None or params["map_to"] is not None:
+        table = _convert_aligned(ctx, src, out, fmt.name.value, dtype, limit, keep, force,
+                                 params)
+    else:
+        table = _read(ctx, src, params, limit=limit, keep=keep)
+        written = write_table(table, out, fmt.name, WriteOptions(
+            dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"]))
+        _say(ctx, f"wrote {len(table)} x {table.dim} ({fmt.name.value}) to "
+                  + ", ".join(str(p) for p in written))
     if run_check:
         _convert_check(table, out, fmt)
+
+
+def _pca_path(out: Path) -> Path:
+    stem = out.with_suffix("")
+    return stem.with_name(stem.name + ".pca.safetensors")
+
+
+def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: str | None,
+                     limit: int | None, keep: frozenset[str] | None, force: bool,
+                     params: dict[str, Any]) -> Any:
+    """Read SRC (only the rows the target can use, when the reader streams), align, write;
+    returns the table read (for --check)."""
+    from embsurgeon.align.api import align
+    from embsurgeon.align.match import keep_predicate, read_overrides
+    from embsurgeon.align.postprocess import Transforms, load_projection
+    from embsurgeon.align.targets import load_target, source_vocabulary
+    from embsurgeon.io.atomic import atomic_paths, check_writable
+    from embsurgeon.io.formats import FormatName, detect_format, read_table, write_table
+    from embsurgeon.io.state_dict import provenance_path, write_provenance
+    from embsurgeon.vocab import find_tokenizer_file
+
+    report_file: Path | None = params["report_file"]
+    pca_out = _pca_path(out) if params["dim"] or params["whiten"] else None
+    sidecars = [provenance_path(out)] + [p for p in (report_file, pca_out) if p]
+    check_writable(sidecars, force=force)
+    map_to = None
+    if params["map_to"] is not None:
+        map_to = read_table(params["map_to"], options=_options_from(ctx, params))
+    # Without --target, --map-to's model is the target too.
+    target = load_target(params["target"] if map_to is None or params["target"] is not None
+                         else map_to, encoding=params["encoding"])
+    transforms = Transforms(
+        map_to=map_to, map_method=params["map_method"], remove_top=params["remove_top"],
+        dim=params["dim"], whiten=params["whiten"],
+        pca=load_projection(params["pca_file"]) if params["pca_file"] else None,
+        normalize=params["normalize"], seed=params["seed"])
+    fmt = detect_format(src, params["from_"])
+    keep_if = None
+    if fmt.streaming and not params["no_stream"]:
+        keep_if = keep_predicate(target)
+    table = _read(ctx, src, params, limit=limit, keep=keep, keep_if=keep_if)
+    tokenizer = params["source_tokenizer"]
+    if tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
+        tokenizer = src
+    overrides = dict(read_overrides(params["map_file"])) if params["map_file"] else {}
+    overrides.update(params["overrides"])
+    aux = None
+    if params["aux"] is not None:
+        aux = read_table(params["aux"], options=_options_from(ctx, params))
+    result = align(
+        table, target, source_vocab=source_vocabulary(table, tokenizer),
+        init=params["init"], match=params["match"], overrides=overrides, aux=aux,
+        k=params["k"], temperature=params["temperature"], weighting=params["weighting"],
+        fasttext_path=str(src) if fmt.name is FormatName.FASTTEXT_BIN else None,
+        norm_match=params["norm_match"], seed=params["seed"], validate=params["validate"],
+        transforms=transforms, pad_to_multiple_of=params["pad_to_multiple_of"])
+    report = result.report.to_dict()
+    if keep_if is not None:
+        report["streamed"] = {"rows_kept": len(table)}
+    provenance = [row.to_dict() for row in result.provenance]
+    written = write_table(result.table, out, to, WriteOptions(
+        dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"],
+        report={"alignment": report}, provenance=provenance))
+    extra: list[Path] = []
+    if provenance_path(out) not in written:  # writers without sidecars (word2vec text, ...)
+        extra.append(provenance_path(out))
+    if report_file:
+        extra.append(report_file)
+    if extra:
+        with atomic_paths(*extra, force=force) as temps:
+            for temp, path in zip(temps, extra, strict=True):
+                if path == report_file:
+                    temp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                    encoding="utf-8")
+                else:
+                    write_provenance(temp, provenance)
+    if result.projection is not None and pca_out is not None:
+        extra.append(result.projection.save(pca_out, force=force))
+    mapped = report.get("transforms", {}).get("map_to")
+    if mapped:
+        _say(ctx, f"map-to {mapped['method']}: {mapped['anchors']} anchors, held-out cosine "
+                  f"{mapped['heldout_cosine']}")
+    validation = report.get("validation")
+    if validation:
+        for chain in validation["chains"]:
+            _say(ctx, f"validate {chain['chain']:<28} cosine {chain['mean_cosine']:.3f}  "
+                      f"coverage {chain['coverage']:.2f}  norm error "
+                      f"{chain['norm_error'] if chain['norm_error'] is not None else '-'}")
+    _say(ctx, f"aligned {result.report.summary()}")
+    _say(ctx, f"wrote {len(result.table)} x {result.table.dim} to "
+              + ", ".join(str(p) for p in [*written, *extra]))
+    return table
+
+
+@cli.command()
+@click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@read_options
+@click.option("--into", "into", metavar="NAME",
+              help="Checkpoint tensor to replace, overriding embedding detection.")
+@click.option("--dtype", type=click.Choice([d.value for d in DType]),
+              help="Stored dtype (default: the checkpoint's own).")
+@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory whose tokenizer files replace the model's (new vocabulary).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.pass_context
+def transplant(ctx: click.Context, table_path: Path, model: Path, out: Path, into: str | None,
+               dtype: str | None, tokenizer: Path | None, force: bool, **params: Any) -> None:
+    """Write TABLE into a copy of the Hugging Face checkpoint MODEL, as directory OUT.
+
+    TABLE's rows must follow the model tokenizer's ids (align first with
+    `convert SRC TABLE --target MODEL`); a different row count resizes the model.
+    """
+    from embsurgeon.surgery import transplant as run_transplant
+
+    table = _read(ctx, table_path, params)
+    report = run_transplant(table, model, out, tensor=into, dtype=dtype, tokenizer=tokenizer,
+                            force=force)
+    head = f", head {report.head}" if report.head else ""
+    _say(ctx, f"wrote {report.rows} x {report.dim} ({report.dtype}) into {report.tensor}{head}; "
+              f"rewrote {', '.join(report.rewritten)}; model in {out}")
+
 
 # -- similarity ---------------------------------------------------------------------------------
 
@@ -333,7 +590,8 @@ def _print_report(report: Any, before: str, after: str, *, changed: bool = True)
 
 
 def _provenance_for(after_path: Path, table: Any) -> Any:
-    from embsurgeon.similarity.check import provenance_path, read_provenance
+    from embsurgeon.io.state_dict import provenance_path
+    from embsurgeon.similarity.check import read_provenance
 
     sidecar = provenance_path(after_path)
     return read_provenance(sidecar, table) if sidecar.is_file() else None

@@ -18,11 +18,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from embsurgeon.errors import FormatError, VocabularyError, require
+from embsurgeon.errors import VocabularyError, require
 from embsurgeon.table import placeholder_token
 
 
@@ -78,6 +79,7 @@ class Vocabulary:
     added: frozenset[str] = frozenset()  # tokens added on top of the model vocabulary
     tokenizer_file: str | None = None  # a file `tokenizers` or `sentencepiece` can load
     counts: tuple[int, ...] | None = None  # from a `token count` frequency file
+    duplicates: int = 0  # repeated lines merged away (word lists and frequency files only)
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -91,9 +93,10 @@ class Vocabulary:
             seen[token] = i
         object.__setattr__(self, "special", MappingProxyType(dict(self.special)))
 
-    @property
+    @cached_property
     def index(self) -> Mapping[str, int]:
-        return {token: i for i, token in enumerate(self.tokens)}
+        """Token to id; built once (alignment looks tokens up many times)."""
+        return MappingProxyType({token: i for i, token in enumerate(self.tokens)})
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -146,9 +149,11 @@ def load_vocabulary(path: str | Path, *, encoding: str = "utf-8") -> Vocabulary:
     config = _tokenizer_config(path.parent)
     if path.name.endswith(".json"):
         data = _read_json(path)
-        if "model" in data:
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
             return _from_tokenizer_json(path, data, config)
-        if isinstance(data, dict) and all(isinstance(v, int) for v in data.values()):
+        if isinstance(data, dict) and data and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in data.values()
+        ):
             return _from_token_to_id(path, data, config)
         raise VocabularyError(
             f"{path}: JSON file is neither a tokenizer.json nor a token-to-id map"
@@ -273,11 +278,21 @@ def _from_tokenizer_json(path: Path, data: dict[str, Any], config: Mapping[str, 
 
 
 def _from_token_to_id(path: Path, data: Mapping[str, int], config: Mapping[str, Any]) -> Vocabulary:
-    """GPT-2 style ``vocab.json`` (byte-level BPE, token to id)."""
+    """GPT-2 style ``vocab.json`` (byte-level BPE, token to id), plus ``added_tokens.json``."""
     ids = {int(i): token for token, i in data.items()}
+    added_file = path.parent / "added_tokens.json"
+    added: dict[str, int] = {}
+    if path.name == "vocab.json" and added_file.is_file():
+        extra = _read_json(added_file)
+        if not isinstance(extra, dict) or not all(isinstance(v, int) for v in extra.values()):
+            raise VocabularyError(f"{added_file}: expected a JSON object of token to id")
+        added = extra
+        ids.update({int(i): token for token, i in added.items()})
+    if min(ids) < 0:
+        raise VocabularyError(f"{path}: negative id {min(ids)} for token {ids[min(ids)]!r}")
     tokens = tuple(ids.get(i, placeholder_token(i)) for i in range(max(ids) + 1))
     return Vocabulary(tokens, TokenizerFamily.BYTE_BPE, source=str(path),
-                      special=_special_roles(tokens, config))
+                      special=_special_roles(tokens, config), added=frozenset(added))
 
 
 def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
@@ -286,7 +301,8 @@ def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
     try:
         processor.Load(str(path))
     except (OSError, RuntimeError) as exc:
-        raise VocabularyError(f"{path}: not a SentencePiece model ({exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VocabularyError(f"{path}: not a SentencePiece model ({first})") from exc
     tokens = tuple(processor.IdToPiece(i) for i in range(processor.GetPieceSize()))
     special = _special_roles(tokens, config)
     for role, piece_id in ((SpecialRole.UNK, processor.unk_id()),
@@ -300,7 +316,8 @@ def _from_sentencepiece(path: Path, config: Mapping[str, Any]) -> Vocabulary:
                       special=special, tokenizer_file=str(path))
 
 
-_COUNT_LINE = re.compile(r"^(.*\S)[ \t]+(\d+)$")
+# 'token count', or jieba's 'token count tag'; a token may hold spaces ("new york 12").
+_COUNT_LINE = re.compile(r"^(.*?\S)[ \t]+(\d+)(?:[ \t]+[^\s\d]\S*)?$")
 
 
 def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabulary:
@@ -311,27 +328,20 @@ def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabula
         raise VocabularyError(
             f"{path}: cannot decode as {encoding} at byte {exc.start}; pass the right --encoding"
         ) from exc
-    text = text.removeprefix("\ufeff")
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    lines = [line.removesuffix("\r") for line in lines]
-    if not lines:
-        raise FormatError(f"{path}: the vocabulary file is empty")
-    counts: tuple[int, ...] | None = None
-    matches = [_COUNT_LINE.match(line) for line in lines[:1000]]
-    if all(matches) and path.name != "vocab.txt":
-        parsed = [_COUNT_LINE.match(line) for line in lines]
-        for lineno, m in enumerate(parsed, 1):
-            if m is None:
-                raise VocabularyError(
-                    f"{path}:{lineno}: expected 'token count' like the lines above it"
-                )
-        tokens = tuple(m.group(1) for m in parsed if m)
-        counts = tuple(int(m.group(2)) for m in parsed if m)
-    else:
-        tokens = tuple(lines)
-    wordpiece = path.name == "vocab.txt" or ("[CLS]" in tokens and any(
+    numbered = [(n, line.removesuffix("\r")) for n, line in enumerate(lines, 1)]
+    id_ordered = path.name == "vocab.txt"
+    if not id_ordered:
+        # In a word list blank lines are noise; in vocab.txt line i is id i, so they stay.
+        numbered = [(n, line) for n, line in numbered if line.strip()]
+    if not numbered:
+        raise VocabularyError(f"{path}: the vocabulary file is empty")
+    if not id_ordered and all(_COUNT_LINE.match(line) for _, line in numbered[:1000]):
+        return _from_counts(path, numbered, config)
+    tokens = tuple(line for _, line in numbered)
+    wordpiece = id_ordered or ("[CLS]" in tokens and any(
         t.startswith("##") for t in tokens[:5000]))
     if wordpiece:
         # Without a tokenizer_config.json, a vocabulary with no upper-case word is uncased.
@@ -342,5 +352,27 @@ def _from_text(path: Path, config: Mapping[str, Any], encoding: str) -> Vocabula
                           lowercase=lowercase,
                           strip_accents=lowercase if accents is None else bool(accents),
                           continuation_prefix="##", special=_special_roles(tokens, config))
+    unique = tuple(dict.fromkeys(tokens))
+    return Vocabulary(unique, TokenizerFamily.WORD, source=str(path),
+                      special=_special_roles(unique, config),
+                      duplicates=len(tokens) - len(unique))
+
+
+def _from_counts(path: Path, numbered: Sequence[tuple[int, str]],
+                 config: Mapping[str, Any]) -> Vocabulary:
+    """A ``token count [tag]`` file; a repeated token keeps its first place, counts add up."""
+    counts: dict[str, int] = {}
+    repeats = 0
+    for lineno, line in numbered:
+        m = _COUNT_LINE.match(line)
+        if m is None:
+            raise VocabularyError(
+                f"{path}:{lineno}: expected 'token count' like the lines above it"
+            )
+        token, count = m.group(1), int(m.group(2))
+        repeats += token in counts
+        counts[token] = counts.get(token, 0) + count
+    tokens = tuple(counts)
     return Vocabulary(tokens, TokenizerFamily.WORD, source=str(path),
-                      special=_special_roles(tokens, config), counts=counts)
+                      special=_special_roles(tokens, config), counts=tuple(counts.values()),
+                      duplicates=repeats)

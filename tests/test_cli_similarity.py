@@ -156,3 +156,14 @@ def test_half_precision_on_the_cpu_is_a_one_line_error(tables):
     assert result.exit_code == 1
     assert result.output.strip() == ("Error: precision float16 needs a CUDA device; on the "
                                      "CPU the search runs in float32")
+
+
+def test_convert_check_after_an_alignment(tables, tmp_path):
+    before, _ = tables
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("king\nqueen\nman\nwoman\napple\nnewword\n")
+    out = tmp_path / "aligned.safetensors"
+    result = invoke("convert", before, out, "--target", vocab, "--check")
+    assert result.exit_code == 0, result.output
+    assert "rows classified by provenance" in result.output
+    assert "newword (" in result.output  # an initialized row and its neighbours

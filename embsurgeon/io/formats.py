@@ -9,7 +9,7 @@ never pulls in torch or gensim.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -72,6 +72,9 @@ class WriteOptions:
     force: bool = False
     progress: bool = False
     report: Mapping[str, Any] | None = None  # extra entries for the JSON report
+    # One JSON object per output row ({"row", "token", "method", "sources", "weights"}),
+    # written beside the output as OUT.provenance.jsonl, atomically with the other sidecars.
+    provenance: Sequence[Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.dtype is not None:

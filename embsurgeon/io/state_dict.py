@@ -15,16 +15,32 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.formats import ReadOptions, WriteOptions
-from embsurgeon.io.tensors import numpy_to_tensor, resolve_dtype, tensor_to_numpy
+from embsurgeon.io.safetensors_file import read_safetensors_tensor, safetensors_header
+from embsurgeon.io.tensors import numpy_cast, numpy_to_tensor, resolve_dtype, tensor_to_numpy
 from embsurgeon.table import PADDING_IDX, SOURCE_DTYPE, EmbeddingTable, placeholder_token
 
 #: Bumped when the layout of the files below changes.
 FORMAT_VERSION = "1"
 WEIGHT = "weight"
 _FORBIDDEN_IN_TOKENS = ("\n", "\r")
+
+
+def provenance_path(path: Path) -> Path:
+    """``out.safetensors`` -> ``out.provenance.jsonl`` (one JSON object per row)."""
+    stem = path.with_suffix("")
+    return stem.with_name(stem.name + ".provenance.jsonl")
+
+
+def write_provenance(handle_path: Path, rows: Any) -> None:
+    """One JSON object a line, in row order (``ensure_ascii=False``: tokens stay readable)."""
+    with open(handle_path, "w", encoding="utf-8") as handle:
+        for entry in rows:
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 def sidecar_paths(path: Path) -> tuple[Path, Path]:
@@ -34,22 +50,6 @@ def sidecar_paths(path: Path) -> tuple[Path, Path]:
 
 
 # -- sniffing --------------------------------------------------------------------------------
-
-def safetensors_header(path: Path) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file, or None if ``path`` is not one (no torch needed)."""
-    try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                return None
-            size = int.from_bytes(prefix, "little")
-            if size <= 0 or size > 100_000_000 or size > path.stat().st_size - 8:
-                return None
-            header = json.loads(handle.read(size))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return header if isinstance(header, dict) else None
-
 
 def sniff_safetensors(path: Path, head: bytes) -> bool:
     """A safetensors file holding exactly one tensor called ``weight``."""
@@ -101,10 +101,8 @@ def _read_report(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in meta.items()}
 
 
-def _table_from_weight(path: Path, weight: Any, metadata: dict[str, str]) -> EmbeddingTable:
-    if weight.ndim != 2:
-        raise FormatError(f"{path}: tensor 'weight' has shape {tuple(weight.shape)}; expected 2-D")
-    vectors, dtype = tensor_to_numpy(weight, what=f"{path}: tensor 'weight'")
+def _table_from_matrix(path: Path, vectors: np.ndarray, dtype: str,
+                       metadata: dict[str, str]) -> EmbeddingTable:
     tokens, has_vocab = _read_vocab_sidecar(path, vectors.shape[0])
     # The stored tensor is now the source: an fp16 file reads back as fp16, whatever came before.
     meta = {**metadata, SOURCE_DTYPE: dtype, "tensor": WEIGHT}
@@ -115,22 +113,21 @@ def _table_from_weight(path: Path, weight: Any, metadata: dict[str, str]) -> Emb
 
 def read_safetensors(path: Path, options: ReadOptions) -> EmbeddingTable:
     """Read an ``nn.Embedding`` state dict in safetensors (with its sidecars, when present)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-            name = options.tensor or WEIGHT
-            if name not in keys:
-                raise TensorNotFoundError(
-                    f"{path}: no tensor {name!r} (has {', '.join(keys) or 'none'}); "
-                    "pass --tensor NAME, or --from hf for a model checkpoint"
-                )
-            header = handle.metadata() or {}
-            weight = handle.get_tensor(name)
-    except SafetensorError as exc:
-        raise FormatError(f"{path}: not a valid safetensors file ({exc})") from exc
-    return _table_from_weight(path, weight, {**header, **_read_report(path)})
+    header = safetensors_header(path)
+    if header is None:
+        raise FormatError(f"{path}: not a valid safetensors file (unreadable header); it may be "
+                          "truncated or corrupt")
+    keys = [k for k in header if k != "__metadata__"]
+    name = options.tensor or WEIGHT
+    if name not in keys:
+        raise TensorNotFoundError(
+            f"{path}: no tensor {name!r} (has {', '.join(keys) or 'none'}); "
+            "pass --tensor NAME, or --from hf for a model checkpoint"
+        )
+    vectors, dtype, _ = read_safetensors_tensor(path, name, f"{path}: tensor {name!r}", None)
+    stored = header.get("__metadata__")
+    meta = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+    return _table_from_matrix(path, vectors, dtype, {**meta, **_read_report(path)})
 
 
 def read_pt(path: Path, options: ReadOptions) -> EmbeddingTable:
@@ -156,7 +153,11 @@ def read_pt(path: Path, options: ReadOptions) -> EmbeddingTable:
             f"{path}: no tensor {name!r} (has {', '.join(map(str, state)) or 'none'}); "
             "pass --tensor NAME, or --from hf for a model checkpoint"
         )
-    return _table_from_weight(path, state[name], _read_report(path))
+    weight = state[name]
+    if weight.ndim != 2:
+        raise FormatError(f"{path}: tensor {name!r} has shape {tuple(weight.shape)}; expected 2-D")
+    vectors, dtype = tensor_to_numpy(weight, what=f"{path}: tensor {name!r}")
+    return _table_from_matrix(path, np.array(vectors, copy=True), dtype, _read_report(path))
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -188,7 +189,6 @@ def _metadata(table: EmbeddingTable, dtype: str) -> dict[str, str]:
 def _write(table: EmbeddingTable, path: Path, options: WriteOptions, save: Any) -> list[Path]:
     _check_tokens(table)
     dtype = resolve_dtype(options.dtype.value if options.dtype else None, table.source_dtype)
-    weight = numpy_to_tensor(table.vectors, dtype)
     meta = _metadata(table, dtype)
     report: dict[str, Any] = {
         "file": path.name,
@@ -202,11 +202,20 @@ def _write(table: EmbeddingTable, path: Path, options: WriteOptions, save: Any) 
     if options.report:
         report.update(options.report)
     vocab_path, report_path = sidecar_paths(path)
-    with atomic_paths(path, vocab_path, report_path, force=options.force) as (tmp, tv, tr):
-        save(weight, tmp, meta)
-        tv.write_text("".join(t + "\n" for t in table.tokens), encoding="utf-8")
-        tr.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return [path, vocab_path, report_path]
+    paths = [path, vocab_path, report_path]
+    if options.provenance is not None:
+        if len(options.provenance) != len(table):
+            raise VocabularyError(f"{len(options.provenance)} provenance entries but "
+                                  f"{len(table)} rows; they must agree")
+        paths.append(provenance_path(path))
+    with atomic_paths(*paths, force=options.force) as temps:
+        save(table.vectors, dtype, temps[0], meta)
+        temps[1].write_text("".join(t + "\n" for t in table.tokens), encoding="utf-8")
+        temps[2].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+        if options.provenance is not None:
+            write_provenance(temps[3], options.provenance)
+    return paths
 
 
 def _padding_hint(table: EmbeddingTable) -> str:
@@ -215,19 +224,26 @@ def _padding_hint(table: EmbeddingTable) -> str:
 
 def write_safetensors(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
     """``{"weight": tensor}`` in safetensors, plus ``.vocab.txt`` and ``.report.json``."""
-    from safetensors.torch import save_file
 
-    def save(weight: Any, tmp: Path, meta: dict[str, str]) -> None:
-        save_file({WEIGHT: weight}, str(tmp), metadata=meta)
+    def save(vectors: np.ndarray, dtype: str, tmp: Path, meta: dict[str, str]) -> None:
+        if dtype == "bfloat16":  # numpy has no bfloat16: only this case needs torch
+            from safetensors.torch import save_file as save_torch
+
+            save_torch({WEIGHT: numpy_to_tensor(vectors, dtype)}, str(tmp), metadata=meta)
+        else:
+            from safetensors.numpy import save_file as save_numpy
+
+            save_numpy({WEIGHT: numpy_cast(vectors, dtype)}, str(tmp), metadata=meta)
 
     return _write(table, path, options, save)
 
 
 def write_pt(table: EmbeddingTable, path: Path, options: WriteOptions) -> list[Path]:
     """``torch.save({"weight": tensor})``, loadable with ``torch.load(..., weights_only=True)``."""
-    import torch
 
-    def save(weight: Any, tmp: Path, meta: dict[str, str]) -> None:
-        torch.save({WEIGHT: weight}, str(tmp))
+    def save(vectors: np.ndarray, dtype: str, tmp: Path, meta: dict[str, str]) -> None:
+        import torch
+
+        torch.save({WEIGHT: numpy_to_tensor(vectors, dtype)}, str(tmp))
 
     return _write(table, path, options, save)

@@ -9,9 +9,9 @@ neighbourhoods changed most.
 
 Which rows were copied comes from the provenance sidecar an alignment writes beside its output
 (``out.provenance.jsonl``, one ``{"row", "token", "method", "sources", "weights"}`` object per
-line); without one, a row counts as copied when BEFORE has its token with an equal vector (up
-to the precision AFTER was stored in), or, when the dimensions differ, when BEFORE has its
-token at all.
+line; the match methods copy, padding/placeholder/unfilled rows count as neither). Without
+one, a row counts as copied when BEFORE has its token with an equal vector (up to the
+precision AFTER was stored in), or, when the dimensions differ, when BEFORE has its token.
 
 >>> report = check_tables(before, after, k=10)                     # doctest: +SKIP
 >>> report.overlap.mean, report.anchor_spearman.median             # doctest: +SKIP
@@ -44,8 +44,6 @@ from embsurgeon.similarity.knn import DEFAULT_K, DEFAULT_MEMORY_BUDGET, Device, 
 from embsurgeon.stats import NormStats, row_norms
 from embsurgeon.table import EmbeddingTable
 
-#: Provenance methods that copy a source row unchanged; every other method initializes.
-COPIED_METHODS = frozenset({"exact", "canonical", "case-fold", "special"})
 DEFAULT_SAMPLE = 2000
 DEFAULT_ANCHORS = 1000
 DEFAULT_TOP_CHANGED = 10
@@ -162,13 +160,6 @@ class CheckReport:
         }
 
 
-def provenance_path(path: str | Path) -> Path:
-    """``out.safetensors`` -> ``out.provenance.jsonl``."""
-    path = Path(path)
-    stem = path.with_suffix("")
-    return stem.with_name(stem.name + ".provenance.jsonl")
-
-
 def read_provenance(path: str | Path, table: EmbeddingTable) -> dict[int, str]:
     """Row -> method from a provenance sidecar, checked against ``table``'s tokens."""
     path = Path(path)
@@ -201,6 +192,8 @@ def _copied_mask(before: EmbeddingTable, after: EmbeddingTable, rows_before: np.
     """Which AFTER rows were copied; ``rows_before[i]`` and ``rows_after[i]`` share a token."""
     copied = np.zeros(len(after), dtype=bool)
     if provenance is not None:
+        from embsurgeon.align.api import COPIED_METHODS
+
         for row, method in provenance.items():
             copied[row] = method in COPIED_METHODS
         return copied, Origin.PROVENANCE
@@ -311,9 +304,14 @@ def check_tables(
     copied, origin = _copied_mask(before, after, rows_b, rows_a, provenance)
     norms = row_norms(after.vectors)
     initialized = ~copied
-    if provenance is not None:  # rows the sidecar does not mention are neither
+    if provenance is not None:
+        from embsurgeon.align.api import PADDING, PLACEHOLDER, UNFILLED
+
+        # Rows the sidecar does not mention, and the zero rows alignment leaves on purpose
+        # (padding, placeholders, unfilled), are neither copied nor initialized.
         listed = np.zeros(len(after), dtype=bool)
-        listed[list(provenance)] = True
+        listed[[r for r, m in provenance.items()
+                if m not in (PADDING, PLACEHOLDER, UNFILLED)]] = True
         initialized &= listed
     examples = _initialized_examples(after, initialized, provenance, rng, run)
     norm_report = NormReport(_norm_stats(norms[copied]), _norm_stats(norms[initialized]),

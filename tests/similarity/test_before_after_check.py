@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 
 from embsurgeon.errors import FormatError, MissingDependencyError, VocabularyError
-from embsurgeon.similarity.check import (
-    Origin,
-    check_tables,
-    provenance_path,
-    read_provenance,
-)
+from embsurgeon.io.state_dict import provenance_path
+from embsurgeon.similarity.check import Origin, check_tables, read_provenance
 from embsurgeon.table import EmbeddingTable
 
 RNG = np.random.default_rng(2)
@@ -67,14 +63,16 @@ def test_provenance_decides_copied_rows(tmp_path):
     after_path = tmp_path / "out.safetensors"
     sidecar = provenance_path(after_path)
     assert sidecar.name == "out.provenance.jsonl"
-    lines = [{"row": i, "token": TOKENS[i], "method": "exact" if i % 2 else "subword-mean",
+    methods = ["exact", "subword-mean", "override", "mean", "padding", "case-fold"]
+    lines = [{"row": i, "token": TOKENS[i], "method": methods[i % 6],
               "sources": [TOKENS[i]], "weights": [1.0]} for i in range(300)]
     sidecar.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     provenance = read_provenance(sidecar, BEFORE)
     report = run(BEFORE, BEFORE, sample=20, anchors=20, provenance=provenance)
     assert report.norms.origin is Origin.PROVENANCE
-    assert (report.norms.copied_rows, report.norms.initialized_rows) == (150, 150)
-    assert report.initialized_examples[0].method == "subword-mean"
+    # exact, override, case-fold copy; subword-mean, mean initialize; padding is neither
+    assert (report.norms.copied_rows, report.norms.initialized_rows) == (150, 100)
+    assert {e.method for e in report.initialized_examples} <= {"subword-mean", "mean"}
 
 
 def test_provenance_errors_name_line_and_row(tmp_path):
