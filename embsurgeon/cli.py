@@ -474,9 +474,12 @@ def search_options(*, precision: bool) -> Any:
     return apply
 
 
-def _print_neighbors(neighbors: Any, *, indent: str = "") -> None:
+def _print_neighbors(neighbors: Any, *, indent: str = "",
+                     composed: dict[str, tuple[str, ...]] | None = None) -> None:
     for i, query in enumerate(neighbors.queries):
-        click.echo(f"{indent}{query}")
+        pieces = (composed or {}).get(query) if neighbors.query_ids[i] < 0 else None
+        click.echo(f"{indent}{query}" + (f"  (composed: {' + '.join(pieces)})" if pieces
+                                         else ""))
         width = max((len(t) for t in neighbors.tokens[i]), default=0)
         for rank, (token, score) in enumerate(zip(neighbors.tokens[i], neighbors.scores[i],
                                                   strict=True), 1):
@@ -502,19 +505,27 @@ def _print_neighbors(neighbors: Any, *, indent: str = "") -> None:
 @click.option("--against", type=click.Path(path_type=Path), metavar="TABLE",
               help="Search the rows of TABLE (same dimension) instead of SRC's own rows.")
 @click.option("--csls", is_flag=True, help="With --against: rank by CSLS, not cosine.")
+@click.option("--compose/--no-compose", default=True, show_default=True,
+              help="Build tokens SRC lacks from its subword pieces (or known words).")
+@click.option("--source-tokenizer", type=click.Path(exists=True, path_type=Path),
+              metavar="PATH", help="SRC's tokenizer, for --compose (a directory SRC is found "
+                                   "by itself).")
 @search_options(precision=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the neighbours as JSON.")
 @click.pass_context
 def neighbors(ctx: click.Context, src: Path, tokens: tuple[str, ...], k: int,
               random_n: int | None, seed: int, metric: str, backend: str, include_self: bool,
-              against: Path | None, csls: bool, device: str, precision: str, memory_mb: int,
-              as_json: bool, **params: Any) -> None:
+              against: Path | None, csls: bool, compose: bool, source_tokenizer: Path | None,
+              device: str, precision: str, memory_mb: int, as_json: bool,
+              **params: Any) -> None:
     """Show the nearest neighbours of TOKEN... in SRC (exact search, GPU when available).
 
-    Tokens SRC lacks stop the command with the closest spellings it has.
+    A token SRC lacks is composed from its subword pieces when it can be (--no-compose
+    turns that off); otherwise the command stops with the closest spellings SRC has.
     """
     from embsurgeon.similarity.csls import cross_neighbors
-    from embsurgeon.similarity.neighbors import nearest_neighbors, random_rows
+    from embsurgeon.similarity.neighbors import SubwordComposer, nearest_neighbors, random_rows
+    from embsurgeon.vocab import find_tokenizer_file
 
     if not tokens and not random_n:
         raise click.UsageError("give TOKEN arguments, --random N, or both")
@@ -525,17 +536,30 @@ def neighbors(ctx: click.Context, src: Path, tokens: tuple[str, ...], k: int,
     if random_n:
         queries.extend(random_rows(table, random_n, seed))
     budget = memory_mb * 2**20
+    composer = None
+    if compose and any(t not in table.index for t in tokens):
+        tokenizer = source_tokenizer
+        if tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
+            tokenizer = src
+        composer = SubwordComposer(table, None if tokenizer is None else str(tokenizer))
     if against is not None:
         result = cross_neighbors(table, _read(ctx, against, params), queries, k, csls=csls,
-                                 device=device, precision=precision, memory_budget=budget)
+                                 device=device, precision=precision, memory_budget=budget,
+                                 compose=composer)
     else:
         result = nearest_neighbors(table, queries, k, metric=metric, device=device,
                                    precision=precision, backend=backend,
-                                   include_self=include_self, memory_budget=budget)
+                                   include_self=include_self, memory_budget=budget,
+                                   compose=composer)
+    pieces = composer.pieces if composer is not None else {}
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        entries = result.to_dict()
+        for entry in entries:
+            if entry["query"] in pieces:
+                entry["composed_from"] = list(pieces[entry["query"]])
+        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
     else:
-        _print_neighbors(result)
+        _print_neighbors(result, composed=pieces)
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

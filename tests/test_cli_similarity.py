@@ -50,7 +50,7 @@ def test_neighbors_random_and_include_self(tables):
 
 def test_neighbors_unknown_token_is_one_line_exit_1(tables):
     before, _ = tables
-    result = invoke("neighbors", before, "Queen")
+    result = invoke("neighbors", before, "Queen", "--no-compose")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         f"Error: token not in the vocabulary of {before}: 'Queen' (close spellings: 'queen')"]
@@ -167,3 +167,16 @@ def test_convert_check_after_an_alignment(tables, tmp_path):
     assert result.exit_code == 0, result.output
     assert "rows classified by provenance" in result.output
     assert "newword (" in result.output  # an initialized row and its neighbours
+
+
+def test_neighbors_compose_missing_tokens_from_subwords(minilm_dir):
+    # The real all-MiniLM-L6-v2 checkpoint: WordPiece pieces from its own tokenizer.
+    result = invoke("neighbors", minilm_dir, "king", "北京", "unbelievablyx", "-k", "3",
+                    "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    data = {d["query"]: d for d in json.loads(result.output)}
+    assert data["king"]["neighbors"][0]["token"] == "kings"
+    assert data["北京"]["composed_from"] == ["北", "京"] and data["北京"]["row"] is None
+    assert data["unbelievablyx"]["composed_from"][:2] == ["un", "##bel"]
+    result = invoke("neighbors", minilm_dir, "北京", "--no-compose")
+    assert result.exit_code == 1 and "'北京' (close spellings: '京', '北', " in result.output

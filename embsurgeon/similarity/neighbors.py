@@ -145,6 +145,40 @@ def resolve_queries(table: EmbeddingTable, queries: Sequence[Query] | None,
     return ResolvedQueries(tuple(labels), row_ids, vectors)
 
 
+class SubwordComposer:
+    """A :data:`Composer` that builds a missing token from the table's own pieces, as
+    ``--init subword`` does: ``unbelievable`` from ``un`` ``##bel`` ... under WordPiece,
+    ``sunflower`` from ``sun`` + ``flower`` in a word-level table. ``pieces`` records what
+    each composed token was made of.
+
+    >>> import numpy as np
+    >>> t = EmbeddingTable(["sun", "flower"], np.eye(2, dtype=np.float32))
+    >>> compose = SubwordComposer(t)
+    >>> compose("sunflower").tolist(), compose.pieces["sunflower"]
+    ([0.5, 0.5], ('sun', 'flower'))
+    """
+
+    def __init__(self, table: EmbeddingTable, tokenizer: str | None = None) -> None:
+        from embsurgeon.align.targets import source_vocabulary
+
+        self.table = table
+        self.vocabulary = source_vocabulary(table, tokenizer)
+        self.pieces: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, token: str) -> np.ndarray | None:
+        from embsurgeon.align.forms import Surface
+        from embsurgeon.align.init import InitContext
+        from embsurgeon.align.subword import subword_init
+
+        # A query typed on its own starts a word.
+        result = subword_init([token], [Surface(token, word_initial=True)],
+                              InitContext(source=self.table, source_vocab=self.vocabulary))
+        if not result.filled[0]:
+            return None
+        self.pieces[token] = result.sources[0]
+        return result.vectors[0]
+
+
 def random_rows(table: EmbeddingTable, n: int, seed: int = 0) -> list[int]:
     """``n`` distinct random row numbers (all rows if ``n`` exceeds the table), reproducible."""
     rng = np.random.default_rng(seed)

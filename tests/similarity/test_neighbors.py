@@ -86,3 +86,14 @@ def test_faiss_backend_through_the_table_api():
     a = nearest_neighbors(TABLE, None, k=3, backend="torch", device="cpu")
     b = nearest_neighbors(TABLE, None, k=3, backend="faiss")
     np.testing.assert_array_equal(a.ids, b.ids)
+
+
+def test_subword_composer_on_a_word_table():
+    from embsurgeon.similarity.neighbors import SubwordComposer
+
+    table = EmbeddingTable(["sun", "flower", "moon"],
+                           np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32))
+    compose = SubwordComposer(table)
+    result = nearest_neighbors(table, ["sunflower"], k=1, device="cpu", compose=compose)
+    assert result.tokens == (("moon",),) and compose.pieces == {"sunflower": ("sun", "flower")}
+    assert compose("xyzzy") is None
