@@ -23,7 +23,7 @@ def csls_direct(src, tgt, k):
 @pytest.mark.parametrize("csls_k", [1, 5, 10])
 def test_csls_equals_the_direct_formula(csls_k):
     got = cross_neighbors(SOURCE, TARGET, None, 7, csls_k=csls_k, device="cpu",
-                          memory_budget=20_000)
+                          memory_budget=60_000)
     full = csls_direct(SOURCE.vectors, TARGET.vectors, csls_k)
     ids = np.argsort(-full, axis=1, kind="stable")[:, :7]
     np.testing.assert_array_equal(got.ids, ids)
