@@ -15,6 +15,15 @@ import click
 from embsurgeon.errors import EmbsurgeonError
 from embsurgeon.io.formats import DecodeErrors, DType, FormatName, ReadOptions, WriteOptions
 
+# Constants and Enums only: these modules import numpy, never torch, so --help stays fast.
+from embsurgeon.similarity.backends import DEFAULT_BACKEND, Backend
+from embsurgeon.similarity.check import (
+    DEFAULT_ANCHORS,
+    DEFAULT_SAMPLE,
+    DEFAULT_TOP_CHANGED,
+)
+from embsurgeon.similarity.knn import DEFAULT_K, DEFAULT_MEMORY_BUDGET, Device, Metric, Precision
+
 _FORMAT_CHOICE = click.Choice([f.value for f in FormatName])
 _WRITE_CHOICE = click.Choice([f.value for f in FormatName if f.value not in
                               ("hf", "fasttext-bin", "gensim")])
@@ -285,9 +294,13 @@ def alignment_options(f: Any) -> Any:
               help="File of tokens to keep, one a line; other rows are dropped while reading.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @alignment_options
+@click.option("--check", "run_check", is_flag=True,
+              help="After writing, show neighbour lists and the overlap summary between the "
+                   "table read and the table written.")
 @click.pass_context
 def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str | None,
-            limit: int | None, keep_file: Path | None, force: bool, **params: Any) -> None:
+            limit: int | None, keep_file: Path | None, force: bool, run_check: bool,
+            **params: Any) -> None:
     """Convert SRC (any supported format) to OUT (format from --to or the suffix).
 
     With --target, the rows are aligned onto that vocabulary: matched tokens are copied, the
@@ -301,19 +314,23 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
     check_writable([out], force=force)
     keep = _read_keep_file(keep_file) if keep_file else None
     if params["target"] is not None or params["map_to"] is not None:
-        _convert_aligned(ctx, src, out, fmt.name.value, dtype, limit, keep, force, params)
-        return
-    table = _read(ctx, src, params, limit=limit, keep=keep)
-    written = write_table(table, out, fmt.name, WriteOptions(
-        dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"]))
-    _say(ctx, f"wrote {len(table)} x {table.dim} ({fmt.name.value}) to "
-              + ", ".join(str(p) for p in written))
+        table = _convert_aligned(ctx, src, out, fmt.name.value, dtype, limit, keep, force,
+                                 params)
+    else:
+        table = _read(ctx, src, params, limit=limit, keep=keep)
+        written = write_table(table, out, fmt.name, WriteOptions(
+            dtype=DType(dtype) if dtype else None, force=force, progress=not ctx.obj["quiet"]))
+        _say(ctx, f"wrote {len(table)} x {table.dim} ({fmt.name.value}) to "
+                  + ", ".join(str(p) for p in written))
+    if run_check:
+        _convert_check(table, out, fmt)
 
 
 def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: str | None,
                      limit: int | None, keep: frozenset[str] | None, force: bool,
-                     params: dict[str, Any]) -> None:
-    """``convert --target``: the library's align_file, then the summary lines."""
+                     params: dict[str, Any]) -> Any:
+    """``convert --target``: the library's align_file, then the summary lines; returns the
+    table read (for --check)."""
     from embsurgeon.align.files import align_file
     from embsurgeon.align.match import read_overrides
     from embsurgeon.align.postprocess import Transforms, load_projection
@@ -348,6 +365,7 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
     table = done.alignment.table
     _say(ctx, f"aligned {done.alignment.report.summary()}")
     _say(ctx, f"wrote {len(table)} x {table.dim} to " + ", ".join(map(str, done.written)))
+    return done.source
 
 
 @cli.command()
@@ -378,6 +396,250 @@ def transplant(ctx: click.Context, table_path: Path, model: Path, out: Path, int
     head = f", head {report.head}" if report.head else ""
     _say(ctx, f"wrote {report.rows} x {report.dim} ({report.dtype}) into {report.tensor}{head}; "
               f"rewrote {', '.join(report.rewritten)}; model in {out}")
+
+
+# -- similarity ---------------------------------------------------------------------------------
+
+def search_options(*, precision: bool) -> Any:
+    """Options shared by the commands that run nearest-neighbour searches."""
+    decorators = [
+        click.option("--device", type=click.Choice([d.value for d in Device]),
+                     default=Device.AUTO.value, show_default=True,
+                     help="Where to search; auto uses CUDA when torch sees a device."),
+        click.option("--memory-budget", "memory_mb", type=click.IntRange(min=1),
+                     default=DEFAULT_MEMORY_BUDGET // 2**20, show_default=True, metavar="MB",
+                     help="Working memory for score tiles, in MiB (besides the tables)."),
+    ]
+    if precision:
+        decorators.insert(1, click.option(
+            "--precision", type=click.Choice([p.value for p in Precision]),
+            default=Precision.FLOAT32.value, show_default=True,
+            help="Matmul precision; float16/bfloat16 only on CUDA."))
+
+    def apply(f: Any) -> Any:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+def _print_neighbors(neighbors: Any, *, indent: str = "",
+                     composed: dict[str, tuple[str, ...]] | None = None) -> None:
+    for i, query in enumerate(neighbors.queries):
+        pieces = (composed or {}).get(query) if neighbors.query_ids[i] < 0 else None
+        click.echo(f"{indent}{query}" + (f"  (composed: {' + '.join(pieces)})" if pieces
+                                         else ""))
+        width = max((len(t) for t in neighbors.tokens[i]), default=0)
+        for rank, (token, score) in enumerate(zip(neighbors.tokens[i], neighbors.scores[i],
+                                                  strict=True), 1):
+            click.echo(f"{indent}  {rank:>3}  {token:<{width}}  {score:.4f}")
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("tokens", nargs=-1)
+@read_options
+@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
+              help="Neighbours per query.")
+@click.option("--random", "random_n", type=click.IntRange(min=1), metavar="N",
+              help="Also query N random tokens.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--metric", type=click.Choice([m.value for m in Metric]),
+              default=Metric.COSINE.value, show_default=True,
+              help="Score: cosine similarity or raw dot product.")
+@click.option("--backend", type=click.Choice([b.value for b in Backend]),
+              default=DEFAULT_BACKEND.value, show_default=True,
+              help="Search engine; faiss needs the 'faiss' extra.")
+@click.option("--include-self", is_flag=True, help="Let a token be its own first neighbour.")
+@click.option("--against", type=click.Path(path_type=Path), metavar="TABLE",
+              help="Search the rows of TABLE (same dimension) instead of SRC's own rows.")
+@click.option("--csls", is_flag=True, help="With --against: rank by CSLS, not cosine.")
+@click.option("--compose/--no-compose", default=True, show_default=True,
+              help="Build tokens SRC lacks from its subword pieces (or known words).")
+@click.option("--source-tokenizer", type=click.Path(exists=True, path_type=Path),
+              metavar="PATH", help="SRC's tokenizer, for --compose (a directory SRC is found "
+                                   "by itself).")
+@search_options(precision=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the neighbours as JSON.")
+@click.pass_context
+def neighbors(ctx: click.Context, src: Path, tokens: tuple[str, ...], k: int,
+              random_n: int | None, seed: int, metric: str, backend: str, include_self: bool,
+              against: Path | None, csls: bool, compose: bool, source_tokenizer: Path | None,
+              device: str, precision: str, memory_mb: int, as_json: bool,
+              **params: Any) -> None:
+    """Show the nearest neighbours of TOKEN... in SRC (exact search, GPU when available).
+
+    A token SRC lacks is composed from its subword pieces when it can be (--no-compose
+    turns that off); otherwise the command stops with the closest spellings SRC has.
+    """
+    from embsurgeon.similarity.csls import cross_neighbors
+    from embsurgeon.similarity.neighbors import SubwordComposer, nearest_neighbors, random_rows
+    from embsurgeon.vocab import find_tokenizer_file
+
+    if not tokens and not random_n:
+        raise click.UsageError("give TOKEN arguments, --random N, or both")
+    if csls and against is None:
+        raise click.UsageError("--csls compares two spaces; give the other with --against")
+    table = _read(ctx, src, params)
+    queries: list[str | int] = list(tokens)
+    if random_n:
+        queries.extend(random_rows(table, random_n, seed))
+    budget = memory_mb * 2**20
+    composer = None
+    if compose and any(t not in table.index for t in tokens):
+        tokenizer = source_tokenizer
+        if tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
+            tokenizer = src
+        composer = SubwordComposer(table, None if tokenizer is None else str(tokenizer))
+    if against is not None:
+        result = cross_neighbors(table, _read(ctx, against, params), queries, k, csls=csls,
+                                 device=device, precision=precision, memory_budget=budget,
+                                 compose=composer)
+    else:
+        result = nearest_neighbors(table, queries, k, metric=metric, device=device,
+                                   precision=precision, backend=backend,
+                                   include_self=include_self, memory_budget=budget,
+                                   compose=composer)
+    pieces = composer.pieces if composer is not None else {}
+    if as_json:
+        entries = result.to_dict()
+        for entry in entries:
+            if entry["query"] in pieces:
+                entry["composed_from"] = list(pieces[entry["query"]])
+        click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
+    else:
+        _print_neighbors(result, composed=pieces)
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _summary_line(summary: Any) -> str:
+    if not summary.count:
+        return "n/a (every sampled row is constant or zero)"
+    return (f"mean {_fmt(summary.mean)}  median {_fmt(summary.median)}  "
+            f"p10 {_fmt(summary.p10)}  min {_fmt(summary.min)}  ({summary.count} tokens)")
+
+
+def _print_report(report: Any, before: str, after: str, *, changed: bool = True) -> None:
+    n = report.norms
+    rows: list[tuple[str, str]] = [
+        ("before", f"{before}: {report.before_rows} x {report.before_dim}"),
+        ("after", f"{after}: {report.after_rows} x {report.after_dim}"),
+        ("shared tokens", f"{report.common_tokens} ({len(report.overlaps)} checked, "
+                          f"{report.anchors} anchors)"),
+        (f"overlap@{report.k}", _summary_line(report.overlap)),
+        ("anchor spearman", _summary_line(report.anchor_spearman)),
+    ]
+    for label, stats, count in (("copied norms", n.copied, n.copied_rows),
+                                ("initialized norms", n.initialized, n.initialized_rows)):
+        rows.append((label, "no rows" if stats is None else
+                     f"mean {stats.mean:.4g}  median {stats.median:.4g}  min {stats.min:.4g}  "
+                     f"max {stats.max:.4g}  ({count} rows)"))
+    rows.append(("norm ratio", f"{_fmt(n.ratio)} initialized/copied "
+                               f"(rows classified by {n.origin.value})"))
+    for b, a in report.similarity:
+        rows.append((f"similarity {Path(b.file).name}",
+                     f"spearman before {_fmt(b.spearman)}  after {_fmt(a.spearman)}  "
+                     f"(pairs {b.pairs} / {a.pairs}, oov {b.oov} / {a.oov})"))
+    for b, a in report.analogies:
+        rows.append((f"analogies {Path(b.file).name}",
+                     f"accuracy before {_fmt(b.accuracy)}  after {_fmt(a.accuracy)}  "
+                     f"(questions {b.total} / {a.total})"))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+    if changed and report.most_changed:
+        click.echo("\nmost changed (overlap, spearman): before -> after neighbours")
+        for c in report.most_changed:
+            click.echo(f"  {c.token}  ({c.overlap:.2f}, {_fmt(c.spearman, '.2f')})")
+            click.echo(f"      before: {' '.join(c.before)}")
+            click.echo(f"      after:  {' '.join(c.after)}")
+    if report.initialized_examples:
+        click.echo("\ninitialized rows and their neighbours in AFTER")
+        for e in report.initialized_examples:
+            click.echo(f"  {e.token} ({e.method}): {' '.join(e.neighbors)}")
+
+
+def _provenance_for(after_path: Path, table: Any) -> Any:
+    from embsurgeon.io.state_dict import provenance_path
+    from embsurgeon.similarity.check import read_provenance
+
+    sidecar = provenance_path(after_path)
+    return read_provenance(sidecar, table) if sidecar.is_file() else None
+
+
+@cli.command()
+@click.argument("before", type=click.Path(path_type=Path))
+@click.argument("after", type=click.Path(path_type=Path))
+@read_options
+@click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
+              help="Neighbourhood size for overlap@k.")
+@click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE, show_default=True,
+              help="Shared tokens to check (0: all).")
+@click.option("--anchors", type=click.IntRange(min=2), default=DEFAULT_ANCHORS,
+              show_default=True, help="Anchor tokens for the similarity-order (Spearman) check.")
+@click.option("--top", "top_changed", type=click.IntRange(min=0), default=DEFAULT_TOP_CHANGED,
+              show_default=True, help="How many of the most changed tokens to list.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--similarity", "similarity_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Word-pair file (SimLex-999, WordSim-353): Spearman before and after.")
+@click.option("--analogies", "analogy_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Analogy file (word2vec questions-words.txt): accuracy before and after.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Draw norm histograms and the overlap distribution (needs matplotlib).")
+@search_options(precision=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def check(ctx: click.Context, before: Path, after: Path, k: int, sample: int, anchors: int,
+          top_changed: int, seed: int, similarity_files: tuple[Path, ...],
+          analogy_files: tuple[Path, ...], plot: Path | None, device: str, memory_mb: int,
+          as_json: bool, **params: Any) -> None:
+    """Compare the neighbourhoods of BEFORE and AFTER: did the conversion keep the space sane?
+
+    The tables may differ in size and dimension. AFTER's provenance sidecar
+    (AFTER.provenance.jsonl), when present, tells copied rows from initialized ones.
+    """
+    from embsurgeon.similarity.check import check_tables
+
+    old = _read(ctx, before, params)
+    new = _read(ctx, after, params)
+    report = check_tables(old, new, k=k, sample=sample, anchors=anchors,
+                          top_changed=top_changed, seed=seed,
+                          provenance=_provenance_for(after, new),
+                          similarity_files=similarity_files, analogy_files=analogy_files,
+                          device=device, memory_budget=memory_mb * 2**20)
+    if plot is not None:
+        from embsurgeon.similarity.plot import save_check_plot
+
+        _say(ctx, f"wrote {save_check_plot(report, plot)}")
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_report(report, str(before), str(after))
+
+
+def _convert_check(table: Any, out: Path, fmt: Any) -> None:
+    """``convert --check``: re-read what was written and compare it with what was read."""
+    from embsurgeon.io.formats import read_table
+    from embsurgeon.similarity.check import check_tables
+    from embsurgeon.similarity.neighbors import nearest_neighbors, random_rows
+
+    written = read_table(out, fmt.name)
+    report = check_tables(table, written, sample=500, anchors=200, top_changed=0,
+                          provenance=_provenance_for(out, written))
+    shown = [written.tokens[r] for r in random_rows(written, 3)
+             if written.tokens[r] in table.index]
+    if shown:
+        click.echo("neighbours before -> after")
+        for label, t in (("read", table), ("written", written)):
+            click.echo(f"[{label}]")
+            _print_neighbors(nearest_neighbors(t, shown, 5), indent="  ")
+    _print_report(report, "read", str(out), changed=False)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from embsurgeon.io.formats import (
     write_table,
 )
 from embsurgeon.io.state_dict import provenance_path, write_provenance
+from embsurgeon.table import EmbeddingTable
 from embsurgeon.vocab import find_tokenizer_file
 
 
@@ -43,8 +44,12 @@ class AlignedOutput:
 
     alignment: Alignment
     written: list[Path]  # every file, sidecars included
-    rows_read: int  # source rows held in memory (fewer than the file's when streamed)
+    source: EmbeddingTable  # the rows read (only those the target can use, when streamed)
     streamed: bool
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.source)
 
 
 def pca_path(out: Path) -> Path:
@@ -125,4 +130,4 @@ def align_file(
     written += extra
     if alignment.projection is not None and pca_out is not None:
         written.append(alignment.projection.save(pca_out, force=write.force))
-    return AlignedOutput(alignment, written, len(table), streamed)
+    return AlignedOutput(alignment, written, table, streamed)
