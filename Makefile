@@ -49,7 +49,7 @@ demo: $(VENV)/.installed
 	@echo "demo outputs are in $(OUT)/"
 
 test: $(VENV)/.installed
-	$(BIN)/ruff check embsurgeon tests benchmarks fixtures
+	$(BIN)/ruff check embsurgeon tests benchmarks fixtures docs
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
