@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from embsurgeon.align.forms import Surface
+from embsurgeon.align.forms import Surface, byte_to_unicode
 from embsurgeon.align.init import InitContext, InitResult
 from embsurgeon.errors import AlignmentError, require
 from embsurgeon.table import EmbeddingTable
@@ -159,7 +159,7 @@ def _piece_finder(vocab: Vocabulary | None,
     byte_level = vocab.family is TokenizerFamily.BYTE_BPE
     marker = "Ġ" if byte_level else "▁"
     normalize = _normalizer(vocab)
-    byte_encoder = _bytes_to_unicode() if byte_level else None
+    byte_encoder = byte_to_unicode() if byte_level else None
 
     def pieces(surface: Surface) -> list[_Piece]:
         text = normalize(surface.text)
@@ -261,20 +261,6 @@ def _unicode_forms(path: str | None) -> tuple[_Form, ...]:
 def _strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text)
                    if unicodedata.category(c) != "Mn")
-
-
-@lru_cache(maxsize=1)
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte-to-character table (printable bytes map to themselves)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
 def _greedy(text: str, available: _Known, *, first: str = "",
