@@ -45,6 +45,10 @@ class OutputError(EmbsurgeonError):
     """An output path exists (and --force was not given) or cannot be written."""
 
 
+class SimilarityError(EmbsurgeonError):
+    """A search cannot run as asked (no CUDA device, dimensions differ, k out of range...)."""
+
+
 class AlignmentError(EmbsurgeonError):
     """A target vocabulary cannot be aligned (no overlap, bad method, dimension mismatch)."""
 

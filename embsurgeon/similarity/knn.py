@@ -29,14 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embsurgeon.errors import DtypeError, EmbsurgeonError
+from embsurgeon.errors import DtypeError, SimilarityError
 
 if TYPE_CHECKING:
     import torch
-
-
-class SimilarityError(EmbsurgeonError):
-    """A search cannot run as asked (no CUDA device, dimensions differ, k out of range...)."""
 
 
 class Metric(str, Enum):

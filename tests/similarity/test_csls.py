@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from knn_reference import unit
 
+from embsurgeon.errors import SimilarityError
 from embsurgeon.similarity.csls import cross_neighbors
-from embsurgeon.similarity.knn import SimilarityError
 from embsurgeon.table import EmbeddingTable
 
 RNG = np.random.default_rng(5)

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from knn_reference import brute_force
 
-from embsurgeon.errors import VocabularyError
+from embsurgeon.errors import SimilarityError, VocabularyError
 from embsurgeon.similarity import nearest_neighbors
-from embsurgeon.similarity.knn import SimilarityError
 from embsurgeon.similarity.neighbors import random_rows, resolve_queries
 from embsurgeon.table import EmbeddingTable
 
