@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from embsurgeon.linalg import row_norms
 from embsurgeon.table import EmbeddingTable
 
-_CHUNK = 65536  # rows per chunk, so statistics of a huge table need no second full copy
+__all__ = ["NormStats", "Summary", "row_norms", "summarize"]  # row_norms: for older callers
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,6 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def row_norms(vectors: np.ndarray) -> np.ndarray:
-    """L2 norm of every row, computed in float32 chunks (inf/nan rows give inf/nan)."""
-    out = np.empty(vectors.shape[0], dtype=np.float64)
-    for start in range(0, vectors.shape[0], _CHUNK):
-        block = vectors[start:start + _CHUNK].astype(np.float32)  # (B, D)
-        out[start:start + _CHUNK] = np.sqrt(np.einsum("ij,ij->i", block, block,
-                                                      dtype=np.float64))
-    return out
 
 
 def summarize(table: EmbeddingTable, *, sample: int = 10) -> Summary:

@@ -47,6 +47,7 @@ from embsurgeon.align.postprocess import Transforms, apply_transforms
 from embsurgeon.align.targets import Target, load_target, source_vocabulary, table_vocabulary
 from embsurgeon.align.transform import LinearMap, Projection
 from embsurgeon.errors import AlignmentError
+from embsurgeon.linalg import row_norms
 from embsurgeon.table import PADDING_IDX, SOURCE_DTYPE, EmbeddingTable, placeholder_token
 from embsurgeon.vocab import SpecialRole, Vocabulary
 
@@ -471,18 +472,6 @@ def align(
     return Alignment(aligned, report, provenance,
                      projection=transformed.projection if transformed else None,
                      linear_map=transformed.linear_map if transformed else None)
-
-
-_NORM_CHUNK = 16384  # rows per block: norms of a 250k x 4096 matrix without a float64 copy
-
-
-def row_norms(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Euclidean norms of ``matrix[rows]`` in float64, a block of rows at a time. # (R,)"""
-    out = np.empty(len(rows), dtype=np.float64)
-    for start in range(0, len(rows), _NORM_CHUNK):
-        block = matrix[rows[start:start + _NORM_CHUNK]].astype(np.float64)  # (B, D)
-        out[start:start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
-    return out
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:

@@ -18,6 +18,7 @@ from embsurgeon.align.forms import Surface
 from embsurgeon.align.init import InitContext, InitResult, Weighting
 from embsurgeon.align.sparse import omp, softmax, sparsemax
 from embsurgeon.errors import AlignmentError
+from embsurgeon.linalg import unit_rows
 from embsurgeon.table import EmbeddingTable
 
 _BLOCK_ELEMENTS = 1 << 24  # per block: (targets x candidates) similarities, ~64 MB in float32
@@ -166,14 +167,6 @@ def _find_queries(aux: EmbeddingTable, tokens: Sequence[str],
     return _Queries(np.array(positions, dtype=np.int64), np.array(rows, dtype=np.int64))
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length in float32 (zero rows stay zero)."""
-    out = vectors.astype(np.float32)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
-
-
 def _nearest(aux_vectors: np.ndarray, shared: _Shared, queries: _Queries,
              k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most cosine-similar candidate columns per query, best first.
@@ -182,14 +175,14 @@ def _nearest(aux_vectors: np.ndarray, shared: _Shared, queries: _Queries,
     candidates, the last column is -1 with similarity -inf.
     """
     # Only the shared and the queried rows are normalized: a 2M-word aux table stays as is.
-    candidates = _unit_rows(aux_vectors[shared.aux_rows])  # (K, d) float32
+    candidates = unit_rows(aux_vectors[shared.aux_rows], np.float32)  # (K, d) float32
     n_queries, n_candidates = len(queries.aux_rows), len(candidates)
     top = np.empty((n_queries, k), dtype=np.int64)
     best = np.empty((n_queries, k), dtype=np.float32)
     block = max(1, _BLOCK_ELEMENTS // n_candidates)
     for start in range(0, n_queries, block):
         aux_rows = queries.aux_rows[start:start + block]
-        sims = _unit_rows(aux_vectors[aux_rows]) @ candidates.T  # (B, K)
+        sims = unit_rows(aux_vectors[aux_rows], np.float32) @ candidates.T  # (B, K)
         own = shared.column_of_aux[aux_rows]  # (B,)
         mine = np.nonzero(own >= 0)[0]
         sims[mine, own[mine]] = -np.inf

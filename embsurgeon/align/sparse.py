@@ -22,8 +22,8 @@ def sparsemax(z: np.ndarray) -> np.ndarray:
     candidates) get zero. Computed in float64; the result has the input's float dtype.
 
     >>> import numpy as np
-    >>> sparsemax(np.array([[0.5, 0.3, 0.1]])).round(4).tolist()
-    [[0.6, 0.4, 0.0]]
+    >>> sparsemax(np.array([[1.0, 0.3, 0.1]])).round(4).tolist()
+    [[0.85, 0.15, 0.0]]
     """
     z = np.asarray(z)
     if z.ndim not in (1, 2) or z.shape[-1] == 0:

@@ -102,14 +102,12 @@ def _load_path(path: Path, encoding: str) -> Vocabulary:
 
 def _looks_like_table(path: Path) -> bool:
     """An embedding file rather than a vocabulary: by suffix, else a first line of numbers."""
-    suffixes = [s.lower() for s in path.suffixes]
-    while suffixes and suffixes[-1] in (".gz", ".bz2"):
-        suffixes.pop()
-    if suffixes and suffixes[-1] in _TABLE_SUFFIXES:
+    from embsurgeon.io.formats import plain_suffix, read_head
+
+    if plain_suffix(path) in _TABLE_SUFFIXES:
         return True
     if path.name in ("vocab.txt", "vocab.json", "tokenizer.json") or path.suffix == ".model":
         return False
-    from embsurgeon.io.formats import read_head
 
     try:
         head = read_head(path, 65536).decode("utf-8", errors="replace")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from embsurgeon.errors import AlignmentError, FormatError, require
+from embsurgeon.linalg import row_cosines, unit_rows
 
 #: Version of the saved transform layout; bump on incompatible change.
 TRANSFORM_FORMAT_VERSION = "1"
@@ -49,10 +50,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6, 0.8], [0.0, 0.0]]
     """
-    work = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(work, axis=1, keepdims=True)
-    out = np.divide(work, norms, out=np.zeros_like(work), where=norms > 0)
-    return out.astype(_float_dtype(vectors), copy=False)
+    return unit_rows(vectors, np.float64).astype(_float_dtype(vectors), copy=False)
 
 
 def normalize(vectors: np.ndarray, method: Normalization | str,
@@ -381,10 +379,7 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     >>> mean_cosine(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 0.0], [1.0, 1.0]]))
     0.5
     """
-    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    num = np.einsum("ij,ij->i", a64, b64)
-    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return float(np.mean(np.divide(num, den, out=np.zeros_like(num), where=den > 0)))
+    return float(np.mean(row_cosines(a, b)))
 
 
 def _anchor_matrix(vectors: np.ndarray, what: str) -> np.ndarray:

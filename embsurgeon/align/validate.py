@@ -30,6 +30,7 @@ from embsurgeon.align.init import InitMethod
 from embsurgeon.align.match import MatchLevel
 from embsurgeon.align.norms import DEFAULT_NORM_MATCH, NormMatch, match_norms
 from embsurgeon.errors import AlignmentError
+from embsurgeon.linalg import row_cosines, row_norms
 from embsurgeon.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
 
     ``fraction`` of the eligible rows are hidden, at most ``max_hidden`` of them.
     """
-    from embsurgeon.align.api import _context, row_norms, run_chain
+    from embsurgeon.align.api import _context, run_chain
 
     fraction = DEFAULT_FRACTION if fraction is None else fraction
     if not 0 < fraction < 1:
@@ -184,7 +185,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
         vectors = built.vectors.astype(np.float64)
         if norm_match is not NormMatch.NONE and done.any():
             vectors[done] = match_norms(vectors[done], ref_norms, method=norm_match)
-        cos = _cosines(vectors, truth)
+        cos = row_cosines(vectors, truth)
         by_method: dict[str, int] = {}
         for m in built.methods:
             by_method[m] = by_method.get(m, 0) + 1
@@ -229,11 +230,3 @@ def validate_chains(table: EmbeddingTable, target: Target,
     parsed = [tuple(InitMethod(m) for m in chain) for chain in chains]
     return validate_plan(plan, parsed, norm_match=NormMatch(norm_match), seed=seed,
                          fraction=fraction, max_hidden=max_hidden)
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine, 0 where either row is zero."""
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    dots = np.einsum("ij,ij->i", a, b)
-    return np.divide(dots, na * nb, out=np.zeros_like(dots), where=(na * nb) > 0)

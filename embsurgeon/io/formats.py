@@ -161,12 +161,19 @@ COMPRESSION_SUFFIXES = (".gz", ".bz2")
 _SNIFF_BYTES = 4096
 
 
-def _plain_suffix(path: Path) -> str:
-    """The suffix that names the format, under any compression suffix."""
+def plain_suffix(path: Path) -> str:
+    """The suffix that names the format, under any compression suffix.
+
+    >>> plain_suffix(Path("glove.6B.50d.TXT.gz"))
+    '.txt'
+    """
     suffixes = [s.lower() for s in path.suffixes]
     while suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
         suffixes.pop()
     return suffixes[-1] if suffixes else ""
+
+
+_plain_suffix = plain_suffix  # the name callers used before it was public
 
 
 def read_head(path: Path, size: int = _SNIFF_BYTES) -> bytes:

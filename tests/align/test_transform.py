@@ -285,3 +285,15 @@ def test_least_squares_with_collinear_anchors():
     m = fit_linear_map(x, y, "lstsq", holdout=0, center=False)
     np.testing.assert_allclose(m.weight, np.linalg.lstsq(x, y, rcond=None)[0], atol=1e-8)
     assert m.train_cosine == pytest.approx(1.0)
+
+
+def test_align_modules_share_the_linalg_kernels():
+    from embsurgeon import linalg
+    from embsurgeon.align import api, neighbours, validate
+
+    assert api.row_norms is linalg.row_norms
+    assert validate.row_cosines is linalg.row_cosines
+    assert not hasattr(neighbours, "_unit_rows") and not hasattr(validate, "_cosines")
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float16)
+    assert l2_normalize(x).dtype == np.float16
+    np.testing.assert_array_equal(l2_normalize(x), linalg.unit_rows(x).astype(np.float16))
