@@ -411,8 +411,19 @@ def align(
         methods[t] = PLACEHOLDER
     missing = np.array([t for t in np.flatnonzero(matching.source_rows < 0)
                         if t != pad_row and t not in unused], dtype=np.int64)
+    # Rows with NaN or inf (kept by --allow-nonfinite) are copied as they are, but give no
+    # moments or norms to the new rows: one of them would turn every new row into NaN.
+    finite = finite_rows(vectors, copied)
+    if finite.size < copied.size:
+        details["nonfinite_copied_rows"] = int(copied.size - finite.size)
     if missing.size:
-        reference = np.unique(matching.source_rows[copied])
+        if finite.size == 0:
+            first = target_vocab.tokens[int(copied[0])]
+            raise AlignmentError(
+                f"every copied source row has NaN or infinite values (the first: {first!r}), so "
+                "there is nothing to initialize new rows from; repair the source file, or read "
+                "it without --allow-nonfinite to see the first bad line")
+        reference = np.unique(matching.source_rows[finite])
         context = _context(plan, table, plan.source_vocab, reference, plan.aux_to_source, seed)
         tokens = [target_vocab.tokens[t] for t in missing]
         built = run_chain(chain, tokens, [surface(tok, target_vocab) for tok in tokens],
@@ -420,7 +431,7 @@ def align(
         new = built.vectors
         initialized = np.array([mth != UNFILLED for mth in built.methods])
         if norm is not NormMatch.NONE and initialized.any():
-            ref_norms = row_norms(vectors, copied)
+            ref_norms = row_norms(vectors, finite)
             new = new.copy()
             new[initialized] = match_norms(new[initialized], ref_norms, method=norm)
         vectors[missing] = new
@@ -472,6 +483,17 @@ def align(
     return Alignment(aligned, report, provenance,
                      projection=transformed.projection if transformed else None,
                      linear_map=transformed.linear_map if transformed else None)
+
+
+def finite_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The ids in ``rows`` whose rows of ``matrix`` hold only finite values, in order.
+
+    >>> finite_rows(np.array([[1.0], [np.nan], [2.0]]), np.array([2, 1, 0])).tolist()
+    [2, 0]
+    """
+    if rows.size == 0:
+        return rows
+    return rows[np.isfinite(row_norms(matrix, rows))]  # a NaN or inf entry gives a NaN/inf norm
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:

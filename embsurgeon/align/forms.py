@@ -25,7 +25,8 @@ _PLACEHOLDER = placeholder_token(0).rsplit(":", 1)[0] + ":"  # rows without a to
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 # Added tokens that look like markup (`[unused3]`, `<|im_start|>`) are control tokens: they
 # have no surface text and only ever match by identical spelling or by role.
-_CONTROL = re.compile(r"^(\[[^\[\]\s]+\]|<[^<>\s]+>)$")
+CONTROL_PATTERN = re.compile(r"^(\[[^\[\]\s]+\]|<[^<>\s]+>)$")
+_CONTROL = CONTROL_PATTERN
 
 
 @dataclass(frozen=True)

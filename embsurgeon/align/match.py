@@ -17,6 +17,7 @@ frequency), so the result never depends on hash order.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -254,15 +255,35 @@ def _find(
 _MAX_PIECE = 24
 
 
+def _loose_char(char: str) -> str:
+    """One character's loose key: compatibility-decomposed, case-folded, accents and spaces off.
+
+    Any normalization a level applies (NFC, lower-casing, accent stripping, NFKC case folding)
+    maps two strings to the same text only if this map does, and it works a character at a
+    time, so the key of a piece is a substring of the key of any text containing the piece.
+    """
+    return "".join(c for c in unicodedata.normalize("NFKD", char).casefold()
+                   if not unicodedata.combining(c) and not c.isspace())
+
+
+def _loose(text: str) -> str:
+    return "".join(_loose_char(c) for c in text)
+
+
 def keep_predicate(
     target: Vocabulary,
     *,
     source_family: TokenizerFamily = TokenizerFamily.WORD,
+    continuation_prefix: str = "",
+    overrides: Mapping[str, str] | None = None,
     pieces: bool = True,
 ) -> Callable[[str], bool]:
     """A ``ReadOptions.keep_if`` predicate keeping only source rows the alignment can use.
 
-    A row is kept when its token can match a target token at any level, or when (``pieces``)
+    A row is kept when its token can match a target token at any level (exact, canonical,
+    case-fold: compared by a key looser than all of them), when it is the source of an
+    override, when it looks like a control token (``</s>`` may stand in for ``[SEP]`` by role,
+    and which spelling holds a role depends on which ones the file has), or when (``pieces``)
     its surface is a substring of some target surface so subword composition may use it. The
     predicate assumes the source is of ``source_family`` (word-vector files are word-level).
 
@@ -270,18 +291,18 @@ def keep_predicate(
     come from the copied rows, which are kept. Only the report's ``source_rows`` is smaller.
 
     >>> from embsurgeon.vocab import Vocabulary, TokenizerFamily
-    >>> keep = keep_predicate(Vocabulary(("北京", "cat"), TokenizerFamily.WORD))
-    >>> keep("北"), keep("Cat"), keep("dog")
-    (True, True, False)
+    >>> keep = keep_predicate(Vocabulary(("北京", "cat", "[SEP]"), TokenizerFamily.WORD))
+    >>> keep("北"), keep("Cat"), keep("dog"), keep("</s>")
+    (True, True, False, True)
     """
-    from embsurgeon.align.forms import raw_surface
+    from embsurgeon.align.forms import CONTROL_PATTERN, raw_surface
 
-    exact = frozenset(target.tokens)
+    wanted = frozenset(target.tokens) | frozenset((overrides or {}).values())
     keys: set[str] = set()
     for form in surfaces(target):
         if form is None:
             continue
-        text = fold(form.text)
+        text = _loose(form.text)
         keys.add(text)
         if pieces:
             n = len(text)
@@ -290,11 +311,11 @@ def keep_predicate(
                 # bounding them keeps the set linear in the target size for long tokens.
                 for b in range(a + 1, min(n, a + _MAX_PIECE) + 1):
                     keys.add(text[a:b])
-    prefix = "##" if source_family is TokenizerFamily.WORDPIECE else ""
+    prefix = continuation_prefix or ("##" if source_family is TokenizerFamily.WORDPIECE else "")
 
     def keep(token: str) -> bool:
-        if token in exact:
+        if token in wanted or CONTROL_PATTERN.match(token):
             return True
-        return fold(raw_surface(token, source_family, prefix).text) in keys
+        return _loose(raw_surface(token, source_family, prefix).text) in keys
 
     return keep

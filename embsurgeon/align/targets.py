@@ -10,10 +10,12 @@ target in its row order. Source tables that came without a tokenizer get a guess
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from embsurgeon.align.forms import guess_vocabulary
 from embsurgeon.errors import AlignmentError, FormatError, VocabularyError
+from embsurgeon.io.formats import ReadOptions
 from embsurgeon.table import EmbeddingTable
 from embsurgeon.vocab import Vocabulary, find_tokenizer_file, load_vocabulary
 
@@ -26,8 +28,13 @@ _TABLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".vec", ".bin", ".kv", ".npy")
 Target = Vocabulary | EmbeddingTable | Sequence[str] | str | Path
 
 
-def load_target(target: Target, *, encoding: str = "utf-8") -> Vocabulary:
+def load_target(target: Target, *, encoding: str | None = None,
+                options: ReadOptions | None = None) -> Vocabulary:
     """Turn anything that names a vocabulary into a :class:`Vocabulary`, keeping id order.
+
+    ``options`` are the reader options for a target that is an embedding table (encoding,
+    ``decode_errors``, ``allow_pickle``...; which rows to keep is never taken from them);
+    ``encoding`` (default: ``options.encoding``, else UTF-8) is that of a word list.
 
     >>> load_target(["the", "cat"]).tokens
     ('the', 'cat')
@@ -39,7 +46,9 @@ def load_target(target: Target, *, encoding: str = "utf-8") -> Vocabulary:
     if isinstance(target, EmbeddingTable):
         return table_vocabulary(target)
     if isinstance(target, (str, Path)):
-        return _load_path(Path(target), encoding)
+        options = _table_options(options or ReadOptions(
+            encoding=encoding if encoding is not None else "utf-8"))
+        return _load_path(Path(target), encoding or options.encoding, options)
     tokens = list(target)
     if not tokens:
         raise AlignmentError("the target vocabulary is empty; give at least one token")
@@ -73,8 +82,6 @@ def source_vocabulary(table: EmbeddingTable, tokenizer: str | Path | None = None
     """
     if tokenizer is None:
         return table_vocabulary(table)
-    from dataclasses import replace
-
     vocab = load_vocabulary(tokenizer)
     if vocab.tokens == tuple(table.tokens):
         return vocab
@@ -83,14 +90,19 @@ def source_vocabulary(table: EmbeddingTable, tokenizer: str | Path | None = None
                    special={r: t for r, t in vocab.special.items() if t in table.index})
 
 
-def _load_path(path: Path, encoding: str) -> Vocabulary:
+def _table_options(options: ReadOptions) -> ReadOptions:
+    """Reader options for a target table: every row, and the file's own tensor."""
+    return replace(options, keep=None, keep_if=None, limit=None, tensor=None)
+
+
+def _load_path(path: Path, encoding: str, options: ReadOptions) -> Vocabulary:
     if not path.exists():
         raise AlignmentError(f"{path}: target not found; pass a tokenizer, model directory, "
                              "word list, frequency file or embedding table")
     if path.is_dir() and find_tokenizer_file(path) is None:
-        return table_vocabulary(_read_table(path))
+        return table_vocabulary(_read_table(path, options))
     if path.is_file() and (_looks_like_table(path)):
-        return table_vocabulary(_read_table(path))
+        return table_vocabulary(_read_table(path, options))
     try:
         return load_vocabulary(path, encoding=encoding)
     except (VocabularyError, FormatError) as exc:
@@ -131,7 +143,7 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _read_table(path: Path) -> EmbeddingTable:
+def _read_table(path: Path, options: ReadOptions) -> EmbeddingTable:
     from embsurgeon.io.formats import read_table
 
-    return read_table(path)
+    return read_table(path, options=options)

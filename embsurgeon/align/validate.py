@@ -139,7 +139,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
 
     ``fraction`` of the eligible rows are hidden, at most ``max_hidden`` of them.
     """
-    from embsurgeon.align.api import _context, run_chain
+    from embsurgeon.align.api import _context, finite_rows, run_chain
 
     fraction = DEFAULT_FRACTION if fraction is None else fraction
     if not 0 < fraction < 1:
@@ -168,6 +168,7 @@ def validate_plan(plan: AlignmentPlan, chains: Sequence[Sequence[InitMethod]], *
                                      if t in kept_tokens})
     copied = matching.source_rows[matching.source_rows >= 0]
     reference = np.unique(new_id[copied[keep[copied]]])
+    reference = finite_rows(reduced.vectors, reference)
     anchors = None
     if plan.aux_to_source is not None:
         anchors = {tok: int(new_id[s]) for tok, s in plan.aux_to_source.items() if keep[s]}
