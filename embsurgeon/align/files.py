@@ -111,6 +111,9 @@ def align_file(
         read = dataclasses.replace(read, keep_if=_predicate(vocab, source_tokenizer,
                                                             align_options.get("overrides")))
     table = read_table(src, source_format.name, read)
+    if streamed and len(table) == 0:
+        raise AlignmentError(f"{src}: no row matches a token of the target; check --target, "
+                             "or pass --no-stream if the file is not word-level")
     if source_tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
         source_tokenizer = src
     alignment = align(

@@ -152,6 +152,44 @@ def _glove(path, words, dim=6, seed=0):
     return path
 
 
+def _outputs(out):
+    """Every byte an aligned output consists of, except the report's streaming entries."""
+    stem = out.with_suffix("")
+    report = json.loads(stem.with_name(stem.name + ".report.json").read_text(encoding="utf-8"))
+    report["alignment"].pop("source_rows")
+    report["alignment"].pop("streamed", None)
+    files = {name: stem.with_name(stem.name + name).read_bytes()
+             for name in (".vocab.txt", ".provenance.jsonl")}
+    return load_file(out)["weight"].numpy().tobytes(), files, report
+
+
+@pytest.mark.parametrize("init", ["mean", "mvn", "subword,mean", "normal"])
+def test_streaming_keeps_role_and_override_rows(tmp_path, init):
+    # `</s>` stands in for the target's [SEP] by role, `filler7` is an override's source: a
+    # predicate dropping either changes the copied rows and so every moment-based row.
+    words = ["the", "</s>", "cat", "sun", "flower", "Straße"] + [f"filler{i}" for i in range(300)]
+    src = _glove(tmp_path / "vectors.txt", words, dim=8)
+    target = tmp_path / "target.txt"
+    target.write_text("[PAD]\n[SEP]\nthe\ncat\nsunflower\nzebra\nstrasse\nmoon\n",
+                      encoding="utf-8")
+    outs = []
+    for name, extra in (("a", []), ("b", ["--no-stream"])):
+        (tmp_path / name).mkdir()
+        out = tmp_path / name / "out.safetensors"  # the same file name: reports name it
+        result = run("convert", src, out, "--from", "glove", "--target", target, "--init", init,
+                     "--map", "zebra=filler7", *extra)
+        assert result.exit_code == 0, result.output
+        outs.append(_outputs(out))
+    assert outs[0] == outs[1]
+    rows = [json.loads(x) for x in outs[0][1][".provenance.jsonl"].decode().splitlines()]
+    assert rows[1]["method"] == "special" and rows[1]["sources"] == ["</s>"]
+    assert rows[5]["method"] == "override" and rows[5]["sources"] == ["filler7"]
+    assert rows[6]["method"] == "case-fold" and rows[6]["sources"] == ["Straße"]
+    streamed = json.loads((tmp_path / "a" / "out.report.json").read_text())["alignment"][
+        "streamed"]
+    assert streamed["rows_kept"] < 10
+
+
 def test_streaming_keeps_only_usable_rows_and_changes_nothing(tmp_path):
     words = ["the", "cat", "北京", "北", "京", "sun", "flower", "Paris"] + [
         f"filler{i}" for i in range(500)]

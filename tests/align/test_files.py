@@ -4,9 +4,15 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from embsurgeon import read_table
+from embsurgeon.align.api import align
 from embsurgeon.align.files import align_file
+from embsurgeon.align.match import keep_predicate
+from embsurgeon.align.targets import load_target
+from embsurgeon.table import EmbeddingTable
 from embsurgeon.errors import AlignmentError, OutputError
 
 
@@ -62,3 +68,38 @@ def test_refuses_existing_sidecar_before_reading(glove, tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         align_file(glove, tmp_path / "out.safetensors", ["the"])
     assert not (tmp_path / "out.safetensors").exists()
+
+
+_WORDS = st.sampled_from(["the", "The", "cat", "cats", "sun", "flower", "sunflower", "café",
+                          "cafe", "Café", "北", "京", "北京", "Straße", "strasse", "new", "york",
+                          "</s>", "<s>", "[SEP]", "[CLS]", "<unk>", "[PAD]", "ab", "z"])
+
+
+@settings(max_examples=60, deadline=None)
+@example(["</s>", "the"], ["the", "[SEP]"], "mean")  # a stand-in by role
+@example(["ne", "wy", "ork", "the"], ["new york", "the"], "subword,mvn")  # a piece across " "
+@given(st.lists(_WORDS, min_size=1, max_size=14, unique=True),
+       st.lists(_WORDS | st.just("new york"), min_size=1, max_size=8, unique=True),
+       st.sampled_from(["mean", "subword,mvn", "subword-weighted,normal"]))
+def test_streaming_predicate_never_changes_the_alignment(source, target, init):
+    """The docs' claim: aligning only the rows keep_predicate keeps gives the same output."""
+    rng = np.random.default_rng(len(source))
+    table = EmbeddingTable(source, rng.standard_normal((len(source), 4)).astype(np.float32))
+    vocab = load_target(target)
+    keep = keep_predicate(vocab)
+    kept = table.take([i for i, token in enumerate(table.tokens) if keep(token)])
+    try:
+        full = align(table, vocab, init=init)
+    except AlignmentError:  # no token matches: streaming must fail too
+        with pytest.raises(AlignmentError):
+            align(kept, vocab, init=init)
+        return
+    streamed = align(kept, vocab, init=init)
+    np.testing.assert_array_equal(full.table.vectors, streamed.table.vectors)
+    assert full.provenance == streamed.provenance
+
+
+def test_streaming_that_keeps_no_row_says_so(glove, tmp_path):
+    with pytest.raises(AlignmentError, match="glove.txt: no row matches a token of the target"):
+        align_file(glove, tmp_path / "out.safetensors", ["xyzzy", "qqq"])
+    assert list(tmp_path.iterdir()) == [glove]

@@ -204,3 +204,14 @@ def test_any_surface_spelled_in_two_families_matches(forms, a, b):
         s = m.source_rows[t]
         assert s >= 0 and m.levels[t] in (MatchLevel.EXACT, MatchLevel.CANONICAL), token
         assert surface(src.tokens[s], src) == surface(token, tgt)
+
+
+def test_keep_predicate_keeps_role_stand_ins_and_override_sources():
+    from embsurgeon.align.targets import load_target
+
+    target = load_target(["[SEP]", "[CLS]", "strasse", "zebra", "new york"])
+    keep = keep_predicate(target, overrides={"zebra": "filler7"})
+    assert keep("</s>") and keep("<s>")  # stand-ins for [SEP] and [CLS] by role
+    assert keep("filler7") and not keep("filler8")
+    assert keep("Straße") and keep("STRASSE")  # case-fold keys, ß folded
+    assert keep("wy")  # subword composition spells "new york" without its space
