@@ -169,6 +169,9 @@ def parse_init(spec: str | Sequence[str | InitMethod]) -> tuple[InitMethod, ...]
         return AUTO
     if not items:
         raise AlignmentError("empty --init chain; name at least one method, or 'auto'")
+    if AUTO in items:
+        raise AlignmentError(f"--init auto chooses a whole chain itself; give it alone, not with "
+                             f"{', '.join(s for s in map(str, items) if s != AUTO)}")
     chain: list[InitMethod] = []
     for item in items:
         try:

@@ -242,3 +242,46 @@ def test_hf_table_brings_its_own_tokenizer(minilm_dir):
     assert pieces[0] == "unbelievable" and all(p.startswith("##") for p in pieces[1:])
     expected = np.mean([table[p] for p in pieces], axis=0)
     np.testing.assert_allclose(result.table.vectors[3], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm_match", ["quantile", "mean", "none"])
+def test_nonfinite_copied_rows_give_no_moments_and_are_counted(norm_match):
+    vectors = np.array([[1, 0], [np.nan, 1], [0, 3], [np.inf, 0]], dtype=np.float32)
+    table = EmbeddingTable(["a", "b", "c", "d"], vectors)
+    out = align(table, ["a", "b", "c", "d", "new"], init="mean", norm_match=norm_match)
+    assert out.report.to_dict()["nonfinite_copied_rows"] == 2
+    np.testing.assert_array_equal(out.table.vectors[:4], vectors)  # copied as they are
+    new = out.table["new"]
+    assert np.isfinite(new).all()
+    if norm_match == "none":
+        np.testing.assert_allclose(new, [0.5, 1.5])  # the mean of the finite rows a and c
+    else:
+        np.testing.assert_allclose(np.linalg.norm(new), 2.0, rtol=1e-6)  # their norms: 1, 3
+
+
+def test_finite_rows_have_no_nonfinite_count(glove):
+    assert "nonfinite_copied_rows" not in align(glove, ["the", "zebra"]).report.to_dict()
+
+
+def test_only_nonfinite_copied_rows_is_an_error_naming_one():
+    table = EmbeddingTable(["a", "b"], np.array([[np.nan, 0], [1, 1]], dtype=np.float32))
+    with pytest.raises(AlignmentError, match="every copied source row has NaN or infinite "
+                                             r"values \(the first: 'a'\).*repair the source"):
+        align(table, ["a", "zebra"], init="mean")
+    assert align(table, ["a"], init="mean").report.methods == {"exact": 1}  # nothing to build
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("mean,fancy", "unknown init method 'fancy'; choose from zero, .*, auto "
+                   r"\(comma-separated for a chain\)"),
+    ("auto,mean", "--init auto chooses a whole chain itself; give it alone, not with mean"),
+    (["subword", "auto"], "give it alone, not with subword"),
+    (" , ", "empty --init chain; name at least one method, or 'auto'"),
+    ([], "empty --init chain"),
+    ("subword,subword", "init method 'subword' appears twice in the chain"),
+    ("mvn,subword,knn", "'mvn' builds every row, so subword, knn after it would never run; "
+                        "put it last"),
+])
+def test_parse_init_errors(spec, words):
+    with pytest.raises(AlignmentError, match=words):
+        parse_init(spec)

@@ -239,3 +239,44 @@ def test_fasttext_bin_source_composes_from_ngrams(gensim_data, tmp_path):
     got = load_file(out)["weight"][1].numpy()
     cos = float(got @ expected / np.linalg.norm(got) / np.linalg.norm(expected))
     assert cos > 0.999  # the direction is gensim's; norm matching may rescale the length
+
+
+def test_allow_nonfinite_with_a_target(tmp_path):
+    src = tmp_path / "vectors.txt"
+    src.write_text("the 1 0\ncat nan 1\nsun 0 3\nflower inf 0\n", encoding="utf-8")
+    out = tmp_path / "out.safetensors"
+    result = run("convert", src, out, "--from", "glove", "--target", _words(tmp_path),
+                 "--allow-nonfinite", "--init", "mean")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out.report.json").read_text())["alignment"]
+    assert report["nonfinite_copied_rows"] == 2
+    weight = load_file(out)["weight"].numpy()
+    assert np.isfinite(weight[[0, 2, 4]]).all() and not np.isfinite(weight[1]).all()
+
+
+def _words(tmp_path):
+    target = tmp_path / "target.txt"
+    target.write_text("the\ncat\nsun\nflower\nmoon\n", encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("report", ["out.safetensors", "out.provenance.jsonl",
+                                    "out.report.json", "out.vocab.txt"])
+def test_report_may_not_be_an_output(tmp_path, report):
+    src = _glove(tmp_path / "vectors.txt", ["the", "cat"])
+    result = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "out.safetensors"),
+                                      "--from", "glove", "--target", str(_words(tmp_path)),
+                                      "--report", str(tmp_path / report)])
+    assert result.exit_code == 1
+    assert f"--report {tmp_path / report} is " in result.output
+    assert "give the report another name" in result.output
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_unwritable_report_leaves_nothing_behind(tmp_path):
+    src = _glove(tmp_path / "vectors.txt", ["the", "cat"])
+    result = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "p1.safetensors"),
+                                      "--from", "glove", "--target", str(_words(tmp_path)),
+                                      "--report", "/proc/embsurgeon-p1.json"])
+    assert result.exit_code == 1 and "embsurgeon-p1" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target.txt", "vectors.txt"]

@@ -11,9 +11,11 @@ from embsurgeon import read_table
 from embsurgeon.align.api import align
 from embsurgeon.align.files import align_file
 from embsurgeon.align.match import keep_predicate
+from embsurgeon.align.postprocess import Transforms
 from embsurgeon.align.targets import load_target
-from embsurgeon.table import EmbeddingTable
 from embsurgeon.errors import AlignmentError, OutputError
+from embsurgeon.io.formats import WriteOptions
+from embsurgeon.table import EmbeddingTable
 
 
 @pytest.fixture
@@ -100,6 +102,43 @@ def test_streaming_predicate_never_changes_the_alignment(source, target, init):
 
 
 def test_streaming_that_keeps_no_row_says_so(glove, tmp_path):
-    with pytest.raises(AlignmentError, match="glove.txt: no row matches a token of the target"):
+    with pytest.raises(AlignmentError, match=r"glove\.txt: no row matches a token of the target"):
         align_file(glove, tmp_path / "out.safetensors", ["xyzzy", "qqq"])
     assert list(tmp_path.iterdir()) == [glove]
+
+
+_UNWRITABLE = "/proc/embsurgeon-test-report.json"  # no one may create files in /proc, not root
+
+
+def test_a_failed_report_leaves_no_partial_output(glove, tmp_path):
+    with pytest.raises(OutputError, match="embsurgeon-test-report"):
+        align_file(glove, tmp_path / "out.safetensors", ["the", "cat"],
+                   report_file=_UNWRITABLE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glove.txt"]
+
+
+def test_a_failed_forced_run_puts_the_replaced_files_back(glove, tmp_path):
+    out = tmp_path / "out.vec"
+    first = align_file(glove, out, ["the", "cat"])
+    stray = tmp_path / "out.vocab.txt"  # not ours: a .vec has no vocabulary sidecar
+    stray.write_text("keep me\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(OutputError):
+        align_file(glove, out, ["the", "sun", "cat"], report_file=_UNWRITABLE,
+                   write=WriteOptions(force=True))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    again = align_file(glove, out, ["the", "sun"], write=WriteOptions(force=True))
+    assert sorted(again.written) == sorted(first.written)
+    assert stray.read_text(encoding="utf-8") == "keep me\n"
+    assert read_table(out).tokens == ("the", "sun")
+
+
+@pytest.mark.parametrize("name", ["out.safetensors", "out.vocab.txt", "out.report.json",
+                                  "out.provenance.jsonl", "out.pca.safetensors"])
+def test_report_may_not_be_the_output_or_a_sidecar(glove, tmp_path, name):
+    with pytest.raises(OutputError, match=rf"--report .*{name} is (the output itself|a file "
+                                          r"written beside .*out.safetensors); give the report"):
+        align_file(glove, tmp_path / "out.safetensors", ["the", "cat"],
+                   report_file=tmp_path / "x" / ".." / name,
+                   transforms=Transforms(dim=2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glove.txt"]
