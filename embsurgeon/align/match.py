@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,7 @@ def _find(
 _MAX_PIECE = 24
 
 
+@lru_cache(maxsize=1 << 16)
 def _loose_char(char: str) -> str:
     """One character's loose key: compatibility-decomposed, case-folded, accents and spaces off.
 
@@ -267,6 +269,8 @@ def _loose_char(char: str) -> str:
 
 
 def _loose(text: str) -> str:
+    if text.isascii():  # the common case, and NFKD and case folding are plain lower() there
+        return "".join(text.lower().split())
     return "".join(_loose_char(c) for c in text)
 
 
