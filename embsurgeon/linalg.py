@@ -35,7 +35,7 @@ def unit_rows(vectors: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     >>> unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
     [[0.6, 0.8], [0.0, 0.0]]
     """
-    out = np.array(vectors, dtype=dtype, copy=True)  # (N, D)
+    out: np.ndarray = np.array(vectors, dtype=dtype, copy=True)  # (N, D)
     norms = np.linalg.norm(out, axis=1, keepdims=True)  # (N, 1)
     np.divide(out, norms, out=out, where=norms > 0)
     out[(norms == 0)[:, 0]] = 0.0
