@@ -20,6 +20,10 @@ class NormStats:
     max: float
 
 
+#: Tokens :func:`summarize` lists (``inspect --sample``) unless asked for another count.
+DEFAULT_SAMPLE_TOKENS = 10
+
+
 @dataclass(frozen=True)
 class Summary:
     format: str
@@ -51,7 +55,7 @@ def row_norms(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def summarize(table: EmbeddingTable, *, sample: int = 10) -> Summary:
+def summarize(table: EmbeddingTable, *, sample: int = DEFAULT_SAMPLE_TOKENS) -> Summary:
     """Shape, dtype, norm statistics and sample tokens of ``table``.
 
     >>> import numpy as np

@@ -29,6 +29,7 @@ import numpy as np
 from embsurgeon.similarity.knn import (
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_PRECISION,
     Device,
     Metric,
     Precision,
@@ -46,6 +47,9 @@ from embsurgeon.table import EmbeddingTable
 
 #: ``K`` of the CSLS neighbourhood means; 10 as in MUSE.
 DEFAULT_CSLS_K = 10
+#: Rank cross-space neighbours by CSLS unless asked for plain cosine (``--csls/--no-csls``):
+#: across two spaces plain cosine lets a few hub rows answer most queries.
+DEFAULT_CSLS = True
 
 
 def csls_penalties(source: np.ndarray, target: np.ndarray, k: int = DEFAULT_CSLS_K, *,
@@ -63,10 +67,10 @@ def cross_neighbors(
     queries: Sequence[Query] | None = None,
     k: int = DEFAULT_K,
     *,
-    csls: bool = True,
+    csls: bool = DEFAULT_CSLS,
     csls_k: int = DEFAULT_CSLS_K,
     device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     compose: Composer | None = None,
 ) -> Neighbors:

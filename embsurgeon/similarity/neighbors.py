@@ -21,6 +21,7 @@ from embsurgeon.similarity.backends import DEFAULT_BACKEND, Backend, get_search
 from embsurgeon.similarity.knn import (
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_PRECISION,
     Device,
     Metric,
     Precision,
@@ -33,6 +34,8 @@ from embsurgeon.table import EmbeddingTable
 Query = str | int | np.ndarray
 #: Builds a vector for a token the table lacks (subword composition), or returns None.
 Composer = Callable[[str], "np.ndarray | None"]
+#: Seed of :func:`random_rows` (``neighbors --random N --seed``) unless one is given.
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class SubwordComposer:
         return result.vectors[0]
 
 
-def random_rows(table: EmbeddingTable, n: int, seed: int = 0) -> list[int]:
+def random_rows(table: EmbeddingTable, n: int, seed: int = DEFAULT_SEED) -> list[int]:
     """``n`` distinct random row numbers (all rows if ``n`` exceeds the table), reproducible."""
     rng = np.random.default_rng(seed)
     return [int(r) for r in rng.choice(len(table), size=min(n, len(table)), replace=False)]
@@ -192,7 +195,7 @@ def nearest_neighbors(
     *,
     metric: Metric | str = Metric.COSINE,
     device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    precision: Precision | str = DEFAULT_PRECISION,
     backend: Backend | str = DEFAULT_BACKEND,
     include_self: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
