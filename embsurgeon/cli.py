@@ -35,8 +35,10 @@ from embsurgeon.similarity.check import (
 )
 from embsurgeon.similarity.csls import DEFAULT_CSLS
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
     DEFAULT_PRECISION,
     Device,
     Metric,
@@ -448,7 +450,7 @@ def search_options(*, precision: bool) -> Any:
     """Options shared by the commands that run nearest-neighbour searches."""
     decorators = [
         click.option("--device", type=click.Choice([d.value for d in Device]),
-                     default=Device.AUTO.value, show_default=True,
+                     default=DEFAULT_DEVICE.value, show_default=True,
                      help="Where to search; auto uses CUDA when torch sees a device."),
         click.option("--memory-budget", "memory_mb", type=click.IntRange(min=1),
                      default=DEFAULT_MEMORY_BUDGET // 2**20, show_default=True, metavar="MB",
@@ -491,7 +493,7 @@ def _print_neighbors(neighbors: Any, *, indent: str = "",
 @click.option("--seed", type=int, default=DEFAULT_RANDOM_SEED, show_default=True,
               help="Seed for --random.")
 @click.option("--metric", type=click.Choice([m.value for m in Metric]),
-              default=Metric.COSINE.value, show_default=True,
+              default=DEFAULT_METRIC.value, show_default=True,
               help="Score: cosine similarity or raw dot product.")
 @click.option("--backend", type=click.Choice([b.value for b in Backend]),
               default=DEFAULT_BACKEND.value, show_default=True,

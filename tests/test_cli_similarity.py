@@ -237,6 +237,9 @@ def test_cli_defaults_are_the_library_constants():
     assert default("neighbors", "seed") == neighbors.DEFAULT_SEED
     assert default("neighbors", "csls") is csls.DEFAULT_CSLS
     assert default("neighbors", "precision") == knn.DEFAULT_PRECISION.value
+    assert default("neighbors", "metric") == knn.DEFAULT_METRIC.value
+    assert default("neighbors", "device") == default("check", "device") == (
+        knn.DEFAULT_DEVICE.value)
     assert default("check", "seed") == check.DEFAULT_SEED
     assert (default("check", "sample"), default("check", "anchors")) == (
         check.DEFAULT_SAMPLE, check.DEFAULT_ANCHORS)

@@ -41,7 +41,14 @@ from embsurgeon.similarity.evaluate import (
     read_analogies,
     read_word_pairs,
 )
-from embsurgeon.similarity.knn import DEFAULT_K, DEFAULT_MEMORY_BUDGET, Device, Hits, search
+from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
+    DEFAULT_K,
+    DEFAULT_MEMORY_BUDGET,
+    Device,
+    Hits,
+    search,
+)
 from embsurgeon.stats import NormStats
 from embsurgeon.table import EmbeddingTable
 
@@ -259,7 +266,7 @@ def check_tables(
     provenance: Mapping[int, str] | None = None,
     similarity_files: Sequence[str | Path] = (),
     analogy_files: Sequence[str | Path] = (),
-    device: Device | str = Device.AUTO,
+    device: Device | str = DEFAULT_DEVICE,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> CheckReport:
     """Compare the neighbourhoods of ``before`` and ``after`` (see the module docstring).

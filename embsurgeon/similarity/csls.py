@@ -27,6 +27,7 @@ from functools import partial
 import numpy as np
 
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
     DEFAULT_PRECISION,
@@ -53,7 +54,7 @@ DEFAULT_CSLS = True
 
 
 def csls_penalties(source: np.ndarray, target: np.ndarray, k: int = DEFAULT_CSLS_K, *,
-                   device: Device | str = Device.AUTO,
+                   device: Device | str = DEFAULT_DEVICE,
                    memory_budget: int = DEFAULT_MEMORY_BUDGET) -> np.ndarray:
     """``r_S(y)`` for every target row: mean cosine to its ``k`` nearest source rows (N_T,)."""
     hits = search(target, source, k, metric=Metric.COSINE, device=device,
@@ -69,7 +70,7 @@ def cross_neighbors(
     *,
     csls: bool = DEFAULT_CSLS,
     csls_k: int = DEFAULT_CSLS_K,
-    device: Device | str = Device.AUTO,
+    device: Device | str = DEFAULT_DEVICE,
     precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     compose: Composer | None = None,

@@ -27,7 +27,12 @@ import numpy as np
 from embsurgeon.errors import FormatError
 from embsurgeon.linalg import row_cosines, unit_rows
 from embsurgeon.similarity.correlation import pearson, spearman
-from embsurgeon.similarity.knn import DEFAULT_MEMORY_BUDGET, Device, search
+from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
+    DEFAULT_MEMORY_BUDGET,
+    Device,
+    search,
+)
 from embsurgeon.table import EmbeddingTable
 
 #: Only the first rows take part, as in gensim (vocabularies are usually sorted by frequency).
@@ -194,7 +199,7 @@ def evaluate_word_pairs(table: EmbeddingTable, pairs: WordPairs, *,
 def evaluate_analogies(table: EmbeddingTable, analogies: Analogies, *,
                        case_insensitive: bool = True,
                        restrict_vocab: int = DEFAULT_RESTRICT_VOCAB,
-                       device: Device | str = Device.AUTO,
+                       device: Device | str = DEFAULT_DEVICE,
                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> AnalogyScore:
     """Analogy accuracy by 3CosAdd: the answer to a:b :: c:? is the row nearest (cosine) to
     ``b - a + c`` (unit vectors) other than a, b and c.

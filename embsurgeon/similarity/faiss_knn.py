@@ -11,8 +11,10 @@ import numpy as np
 from embsurgeon.errors import DtypeError, require
 from embsurgeon.linalg import unit_rows
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
     DEFAULT_PRECISION,
     Device,
     Hits,
@@ -44,10 +46,10 @@ def search(
     database: np.ndarray,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
+    metric: Metric | str = DEFAULT_METRIC,
     exclude: np.ndarray | None = None,
     column_penalty: np.ndarray | None = None,
-    device: Device | str = Device.AUTO,
+    device: Device | str = DEFAULT_DEVICE,
     precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Hits:

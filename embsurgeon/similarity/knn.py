@@ -61,6 +61,9 @@ class Precision(str, Enum):
 DEFAULT_K = 10
 #: The score matmul's precision unless asked (``--precision``): exact float32 everywhere.
 DEFAULT_PRECISION = Precision.FLOAT32
+DEFAULT_METRIC = Metric.COSINE
+#: CUDA when torch sees a device, else the CPU (``--device``).
+DEFAULT_DEVICE = Device.AUTO
 #: Working memory for tiles, beyond the input table and the (Q, k) results.
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: Whole-width tiles (one top-k per query, no merging) are used when at least this many query
@@ -294,10 +297,10 @@ def search(
     database: np.ndarray,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
+    metric: Metric | str = DEFAULT_METRIC,
     exclude: np.ndarray | None = None,
     column_penalty: np.ndarray | None = None,
-    device: Device | str = Device.AUTO,
+    device: Device | str = DEFAULT_DEVICE,
     precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Hits:

@@ -19,8 +19,10 @@ import numpy as np
 from embsurgeon.errors import VocabularyError
 from embsurgeon.similarity.backends import DEFAULT_BACKEND, Backend, get_search
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
     DEFAULT_PRECISION,
     Device,
     Metric,
@@ -193,8 +195,8 @@ def nearest_neighbors(
     queries: Sequence[Query] | None = None,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
-    device: Device | str = Device.AUTO,
+    metric: Metric | str = DEFAULT_METRIC,
+    device: Device | str = DEFAULT_DEVICE,
     precision: Precision | str = DEFAULT_PRECISION,
     backend: Backend | str = DEFAULT_BACKEND,
     include_self: bool = False,
