@@ -636,7 +636,8 @@ def _provenance_for(after_path: Path, table: Any) -> Any:
 @click.argument("after", type=click.Path(path_type=Path))
 @read_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
-              help="Neighbourhood size for overlap@k.")
+              help="Neighbourhood size for overlap@k; at most half the other shared tokens, "
+                   "longer lists would agree by chance.")
 @click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE, show_default=True,
               help="Shared tokens to check (0: all).")
 @click.option("--anchors", type=click.IntRange(min=2), default=DEFAULT_ANCHORS,
