@@ -118,7 +118,8 @@ def test_corrupt_pt_is_refused(tmp_path):
         read_table(out, "pt")
 
 
-def test_pickle_with_code_is_never_run(tmp_path):
+@pytest.mark.parametrize("zipped", [True, False])
+def test_pickle_with_code_is_never_run(tmp_path, zipped):
     import pickle
 
     class Evil:
@@ -126,8 +127,9 @@ def test_pickle_with_code_is_never_run(tmp_path):
             return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('pwned')",))
 
     out = tmp_path / "evil.pt"
-    torch.save({"weight": torch.zeros(2, 2), "x": Evil()}, out, pickle_module=pickle)
-    with pytest.raises(FormatError, match="never code"):
+    torch.save({"weight": torch.zeros(2, 2), "x": Evil()}, out, pickle_module=pickle,
+               _use_new_zipfile_serialization=zipped)
+    with pytest.raises(FormatError, match=r"evil\.pt: refused to load .*never code"):
         read_table(out, "pt")
     assert not (tmp_path / "pwned").exists()
 
