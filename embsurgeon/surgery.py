@@ -199,10 +199,15 @@ def _staging(model: Path, out: Path, force: bool) -> Iterator[Path]:
             if not force:
                 raise OutputError(f"{out} appeared while writing; pass --force to overwrite")
             _check_out(model, out, force)
-            # Move the old output aside first, so OUT is never missing a complete model.
+            # Move the earlier output aside, not delete it: a failed rename can put it back.
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
             os.replace(out, old / out.name)
-        os.replace(stage, out)
+        try:
+            os.replace(stage, out)
+        except OSError:
+            if old is not None:  # put the earlier output back rather than lose it
+                os.replace(old / out.name, out)
+            raise
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Model surgery: the operated checkpoint loads in transformers with the new rows."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,6 +272,30 @@ def test_output_appearing_while_writing_is_not_clobbered(fixtures_dir, tmp_path,
         transplant(shifted(read_table(model)), model, out, force=force)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert [p.name for p in out.iterdir()] == ["theirs"]
+
+
+def test_failed_final_rename_keeps_the_earlier_output(fixtures_dir, tmp_path, monkeypatch):
+    import os
+
+    import embsurgeon.surgery as surgery
+
+    model = fixtures_dir / "tiny-bert"
+    out = tmp_path / "out"
+    first = shifted(read_table(model))
+    transplant(first, model, out)
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == out and Path(src).parent == tmp_path:  # the staged output only
+            raise OSError(28, "No space left on device", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(surgery.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        transplant(shifted(read_table(model), seed=3), model, out, force=True)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    np.testing.assert_array_equal(read_table(out).vectors, first.vectors)
 
 
 def test_cli_transplant(fixtures_dir, tmp_path):
