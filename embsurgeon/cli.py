@@ -416,7 +416,7 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
 
 @cli.command()
 @click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @read_options
 @click.option("--into", "into", metavar="NAME",
