@@ -11,22 +11,45 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from embsurgeon.errors import EmbsurgeonError
-from embsurgeon.io.formats import DecodeErrors, DType, FormatName, ReadOptions, WriteOptions
+from embsurgeon.io.formats import (
+    BY_NAME,
+    DecodeErrors,
+    DType,
+    FormatName,
+    ReadOptions,
+    WriteOptions,
+)
 
 # Constants and Enums only: these modules import numpy, never torch, so --help stays fast.
 from embsurgeon.similarity.backends import DEFAULT_BACKEND, Backend
 from embsurgeon.similarity.check import (
     DEFAULT_ANCHORS,
+    DEFAULT_QUICK_ANCHORS,
+    DEFAULT_QUICK_SAMPLE,
     DEFAULT_SAMPLE,
+    DEFAULT_SEED,
     DEFAULT_TOP_CHANGED,
 )
-from embsurgeon.similarity.knn import DEFAULT_K, DEFAULT_MEMORY_BUDGET, Device, Metric, Precision
+from embsurgeon.similarity.csls import DEFAULT_CSLS
+from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
+    DEFAULT_K,
+    DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
+    DEFAULT_PRECISION,
+    Device,
+    Metric,
+    Precision,
+)
+from embsurgeon.similarity.neighbors import DEFAULT_SEED as DEFAULT_RANDOM_SEED
+from embsurgeon.stats import DEFAULT_SAMPLE_TOKENS
 
 _FORMAT_CHOICE = click.Choice([f.value for f in FormatName])
-_WRITE_CHOICE = click.Choice([f.value for f in FormatName if f.value not in
-                              ("hf", "fasttext-bin", "gensim")])
+# The formats the registry can write, in FormatName's order like --from.
+_WRITE_CHOICE = click.Choice([f.value for f in FormatName if BY_NAME[f].write is not None])
 
 
 class _Group(click.Group):
@@ -111,7 +134,8 @@ def _say(ctx: click.Context, message: str) -> None:
 @click.argument("src", type=click.Path(path_type=Path))
 @read_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--sample", default=10, show_default=True, help="How many tokens to show.")
+@click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE_TOKENS,
+              show_default=True, help="How many tokens to show.")
 @click.pass_context
 def inspect(ctx: click.Context, src: Path, as_json: bool, sample: int, **params: Any) -> None:
     """Show what SRC holds: format, shape, dtype, norms, sample tokens."""
@@ -186,6 +210,10 @@ def _check_override(ctx: click.Context, param: click.Parameter,
         raise click.BadParameter(str(exc), ctx, param) from exc
 
 
+class _AlignmentOption(click.Option):
+    """An option of ``convert`` that only means something when aligning (--target/--map-to)."""
+
+
 def alignment_options(f: Any) -> Any:
     """The options of ``convert`` that align onto a target vocabulary (``--target``)."""
     # Light modules (numpy only), so --help stays fast; defaults are the library's own.
@@ -206,74 +234,77 @@ def alignment_options(f: Any) -> Any:
         Normalization,
     )
 
+    def option(*names: str, **attrs: Any) -> Any:
+        return click.option(*names, cls=_AlignmentOption, **attrs)
+
     init_choices = ", ".join(m.value for m in InitMethod)
     existing = click.Path(exists=True, path_type=Path)
     decorators = [
-        click.option("--target", type=existing, metavar="VOCAB",
-                     help="Align onto this vocabulary: a tokenizer (directory, tokenizer.json, "
-                          "vocab.txt, SentencePiece .model), a word list, a 'token count' "
-                          "file, or another embedding table. Rows follow its id order."),
-        click.option("--source-tokenizer", type=existing, metavar="PATH",
-                     help="The tokenizer that belongs to SRC, when SRC is not a model "
-                          "directory holding one (otherwise the family is guessed)."),
-        click.option("--init", "init", default=",".join(m.value for m in DEFAULT_INIT),
-                     show_default=True, callback=_check_init,
-                     metavar="CHAIN", help="How to build target rows the source lacks, tried "
-                     f"in order: comma-separated from {init_choices}, or '{AUTO}' (the chain "
-                     "that best rebuilds held-out shared rows of SRC)."),
-        click.option("--aux", type=existing, metavar="TABLE",
-                     help="Auxiliary table covering source and target tokens, for knn/omp."),
-        click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K,
-                     show_default=True, help="Neighbours (knn) or atoms (omp) per new row."),
-        click.option("--temperature", type=click.FloatRange(min=0, min_open=True),
-                     default=DEFAULT_TEMPERATURE, show_default=True,
-                     help="knn weighting temperature."),
-        click.option("--weighting", type=click.Choice([w.value for w in Weighting]),
-                     default=DEFAULT_WEIGHTING.value, show_default=True,
-                     help="knn neighbour weights."),
-        click.option("--match", "match", default=",".join(lv.value for lv in DEFAULT_MATCH),
-                     show_default=True, callback=_check_match, metavar="LEVELS",
-                     help="Match levels allowed, comma-separated, from "
-                          f"{', '.join(lv.value for lv in MATCH_LEVELS)}."),
-        click.option("--map", "overrides", multiple=True, metavar="TARGET=SOURCE",
-                     callback=_check_override,
-                     help="Force target token TARGET to copy source row SOURCE (repeatable)."),
-        click.option("--map-file", type=existing, metavar="FILE",
-                     help="File of TARGET=SOURCE (or tab-separated) overrides, one a line."),
-        click.option("--norm-match", type=click.Choice([n.value for n in NormMatch]),
-                     default=DEFAULT_NORM_MATCH.value, show_default=True,
-                     help="Rescale initialized rows onto the norms of copied rows."),
-        click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
-                     help="Seed for sampling (normal, mvn, validation)."),
-        click.option("--validate", is_flag=True,
-                     help="Hide a sample of shared tokens, rebuild them with each method of "
-                          "--init, and report mean cosine and norm error."),
-        click.option("--report", "report_file", type=click.Path(path_type=Path),
-                     metavar="FILE", help="Also write the alignment report as JSON here."),
-        click.option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
-                     help="Append zero placeholder rows up to a multiple of N rows."),
-        click.option("--map-to", type=existing, metavar="MODEL",
-                     help="Learn a linear map from the copied rows onto MODEL's own embedding "
-                          "rows for the same tokens and apply it to every row (output in "
-                          "MODEL's space; the target defaults to MODEL's vocabulary)."),
-        click.option("--map-method", type=click.Choice([m.value for m in MapMethod]),
-                     default=DEFAULT_MAP_METHOD.value, show_default=True,
-                     help="The --map-to map: orthogonal Procrustes or least squares."),
-        click.option("--remove-top", type=click.IntRange(min=0), metavar="N",
-                     help="All-but-the-top: remove the mean and the top N principal "
-                          "directions (N ~ dim/100)."),
-        click.option("--dim", type=click.IntRange(min=1), metavar="N",
-                     help="Reduce to N dimensions with PCA; the fitted PCA is saved as "
-                          "OUT.pca.safetensors for reuse with --pca."),
-        click.option("--whiten", is_flag=True,
-                     help="Scale the PCA components to unit variance."),
-        click.option("--pca", "pca_file", type=existing, metavar="FILE",
-                     help="Apply a PCA saved by an earlier run instead of fitting one."),
-        click.option("--normalize", type=click.Choice([n.value for n in Normalization]),
-                     default=DEFAULT_NORMALIZATION.value, show_default=True,
-                     help="Row normalization, applied last."),
-        click.option("--no-stream", is_flag=True,
-                     help="Read every source row, not only those the target can use."),
+        option("--target", type=existing, metavar="VOCAB",
+               help="Align onto this vocabulary: a tokenizer (directory, tokenizer.json, "
+                    "vocab.txt, SentencePiece .model), a word list, a 'token count' "
+                    "file, or another embedding table. Rows follow its id order."),
+        option("--source-tokenizer", type=existing, metavar="PATH",
+               help="The tokenizer that belongs to SRC, when SRC is not a model "
+                    "directory holding one (otherwise the family is guessed)."),
+        option("--init", "init", default=",".join(m.value for m in DEFAULT_INIT),
+               show_default=True, callback=_check_init,
+               metavar="CHAIN", help="How to build target rows the source lacks, tried "
+               f"in order: comma-separated from {init_choices}, or '{AUTO}' (the chain "
+               "that best rebuilds held-out shared rows of SRC)."),
+        option("--aux", type=existing, metavar="TABLE",
+               help="Auxiliary table covering source and target tokens, for knn/omp."),
+        option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K,
+               show_default=True, help="Neighbours (knn) or atoms (omp) per new row."),
+        option("--temperature", type=click.FloatRange(min=0, min_open=True),
+               default=DEFAULT_TEMPERATURE, show_default=True,
+               help="knn weighting temperature."),
+        option("--weighting", type=click.Choice([w.value for w in Weighting]),
+               default=DEFAULT_WEIGHTING.value, show_default=True,
+               help="knn neighbour weights."),
+        option("--match", "match", default=",".join(lv.value for lv in DEFAULT_MATCH),
+               show_default=True, callback=_check_match, metavar="LEVELS",
+               help="Match levels allowed, comma-separated, from "
+                    f"{', '.join(lv.value for lv in MATCH_LEVELS)}."),
+        option("--map", "overrides", multiple=True, metavar="TARGET=SOURCE",
+               callback=_check_override,
+               help="Force target token TARGET to copy source row SOURCE (repeatable)."),
+        option("--map-file", type=existing, metavar="FILE",
+               help="File of TARGET=SOURCE (or tab-separated) overrides, one a line."),
+        option("--norm-match", type=click.Choice([n.value for n in NormMatch]),
+               default=DEFAULT_NORM_MATCH.value, show_default=True,
+               help="Rescale initialized rows onto the norms of copied rows."),
+        option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+               help="Seed for sampling (normal, mvn, validation)."),
+        option("--validate", is_flag=True,
+               help="Hide a sample of shared tokens, rebuild them with each method of "
+                    "--init, and report mean cosine and norm error."),
+        option("--report", "report_file", type=click.Path(path_type=Path),
+               metavar="FILE", help="Also write the alignment report as JSON here."),
+        option("--pad-to-multiple-of", type=click.IntRange(min=1), metavar="N",
+               help="Append zero placeholder rows up to a multiple of N rows."),
+        option("--map-to", type=existing, metavar="MODEL",
+               help="Learn a linear map from the copied rows onto MODEL's own embedding "
+                    "rows for the same tokens and apply it to every row (output in "
+                    "MODEL's space; the target defaults to MODEL's vocabulary)."),
+        option("--map-method", type=click.Choice([m.value for m in MapMethod]),
+               default=DEFAULT_MAP_METHOD.value, show_default=True,
+               help="The --map-to map: orthogonal Procrustes or least squares."),
+        option("--remove-top", type=click.IntRange(min=0), metavar="N",
+               help="All-but-the-top: remove the mean and the top N principal "
+                    "directions (N ~ dim/100)."),
+        option("--dim", type=click.IntRange(min=1), metavar="N",
+               help="Reduce to N dimensions with PCA; the fitted PCA is saved as "
+                    "OUT.pca.safetensors for reuse with --pca."),
+        option("--whiten", is_flag=True,
+               help="Scale the PCA components to unit variance."),
+        option("--pca", "pca_file", type=existing, metavar="FILE",
+               help="Apply a PCA saved by an earlier run instead of fitting one."),
+        option("--normalize", type=click.Choice([n.value for n in Normalization]),
+               default=DEFAULT_NORMALIZATION.value, show_default=True,
+               help="Row normalization, applied last."),
+        option("--no-stream", is_flag=True,
+               help="Read every source row, not only those the target can use."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -305,15 +336,18 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
 
     With --target, the rows are aligned onto that vocabulary: matched tokens are copied, the
     others built by the --init chain; a report and OUT.provenance.jsonl say how each row was
-    made.
+    made. The alignment options below need --target (or --map-to).
     """
     from embsurgeon.io.atomic import check_writable
     from embsurgeon.io.formats import output_format, write_table
 
+    aligning = params["target"] is not None or params["map_to"] is not None
+    if not aligning:
+        _refuse_alignment_options(ctx)
     fmt = output_format(out, to)  # fail on a bad output before a long read
     check_writable([out], force=force)
     keep = _read_keep_file(keep_file) if keep_file else None
-    if params["target"] is not None or params["map_to"] is not None:
+    if aligning:
         table = _convert_aligned(ctx, src, out, fmt.name.value, dtype, limit, keep, force,
                                  params)
     else:
@@ -324,6 +358,18 @@ def convert(ctx: click.Context, src: Path, out: Path, to: str | None, dtype: str
                   + ", ".join(str(p) for p in written))
     if run_check:
         _convert_check(table, out, fmt)
+
+
+def _refuse_alignment_options(ctx: click.Context) -> None:
+    """Alignment options without --target/--map-to would be ignored: say so instead."""
+    given = [p.opts[0] for p in ctx.command.params
+             if isinstance(p, _AlignmentOption) and p.name is not None
+             and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT]
+    if given:
+        names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+        verbs = "applies" if len(given) == 1 else "apply"
+        raise click.UsageError(f"{names} only {verbs} when aligning: add --target VOCAB (or "
+                               "--map-to MODEL), or leave them out", ctx)
 
 
 def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: str | None,
@@ -370,7 +416,7 @@ def _convert_aligned(ctx: click.Context, src: Path, out: Path, to: str, dtype: s
 
 @cli.command()
 @click.argument("table_path", metavar="TABLE", type=click.Path(path_type=Path))
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
 @read_options
 @click.option("--into", "into", metavar="NAME",
@@ -404,7 +450,7 @@ def search_options(*, precision: bool) -> Any:
     """Options shared by the commands that run nearest-neighbour searches."""
     decorators = [
         click.option("--device", type=click.Choice([d.value for d in Device]),
-                     default=Device.AUTO.value, show_default=True,
+                     default=DEFAULT_DEVICE.value, show_default=True,
                      help="Where to search; auto uses CUDA when torch sees a device."),
         click.option("--memory-budget", "memory_mb", type=click.IntRange(min=1),
                      default=DEFAULT_MEMORY_BUDGET // 2**20, show_default=True, metavar="MB",
@@ -413,7 +459,7 @@ def search_options(*, precision: bool) -> Any:
     if precision:
         decorators.insert(1, click.option(
             "--precision", type=click.Choice([p.value for p in Precision]),
-            default=Precision.FLOAT32.value, show_default=True,
+            default=DEFAULT_PRECISION.value, show_default=True,
             help="Matmul precision; float16/bfloat16 only on CUDA."))
 
     def apply(f: Any) -> Any:
@@ -444,17 +490,21 @@ def _print_neighbors(neighbors: Any, *, indent: str = "",
               help="Neighbours per query.")
 @click.option("--random", "random_n", type=click.IntRange(min=1), metavar="N",
               help="Also query N random tokens.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--seed", type=int, default=DEFAULT_RANDOM_SEED, show_default=True,
+              help="Seed for --random.")
 @click.option("--metric", type=click.Choice([m.value for m in Metric]),
-              default=Metric.COSINE.value, show_default=True,
+              default=DEFAULT_METRIC.value, show_default=True,
               help="Score: cosine similarity or raw dot product.")
 @click.option("--backend", type=click.Choice([b.value for b in Backend]),
               default=DEFAULT_BACKEND.value, show_default=True,
               help="Search engine; faiss needs the 'faiss' extra.")
 @click.option("--include-self", is_flag=True, help="Let a token be its own first neighbour.")
 @click.option("--against", type=click.Path(path_type=Path), metavar="TABLE",
-              help="Search the rows of TABLE (same dimension) instead of SRC's own rows.")
-@click.option("--csls", is_flag=True, help="With --against: rank by CSLS, not cosine.")
+              help="Search the rows of TABLE (same dimension) instead of SRC's own rows "
+                   "(cosine or CSLS on the torch backend; --metric, --backend and "
+                   "--include-self do not apply).")
+@click.option("--csls/--no-csls", default=DEFAULT_CSLS, show_default=True,
+              help="With --against: rank by CSLS, which damps hub rows, or by plain cosine.")
 @click.option("--compose/--no-compose", default=True, show_default=True,
               help="Build tokens SRC lacks from its subword pieces (or known words).")
 @click.option("--source-tokenizer", type=click.Path(exists=True, path_type=Path),
@@ -479,8 +529,15 @@ def neighbors(ctx: click.Context, src: Path, tokens: tuple[str, ...], k: int,
 
     if not tokens and not random_n:
         raise click.UsageError("give TOKEN arguments, --random N, or both")
-    if csls and against is None:
-        raise click.UsageError("--csls compares two spaces; give the other with --against")
+    given = [name for name in ("metric", "backend", "include_self", "csls")
+             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT]
+    if against is None and "csls" in given:
+        raise click.UsageError("--csls/--no-csls compare two spaces; give the other with "
+                               "--against", ctx)
+    ignored = [f"--{name.replace('_', '-')}" for name in given if name != "csls"]
+    if against is not None and ignored:
+        raise click.UsageError(f"--against ranks by cosine or CSLS on the torch backend; "
+                               f"drop {', '.join(ignored)}", ctx)
     table = _read(ctx, src, params)
     queries: list[str | int] = list(tokens)
     if random_n:
@@ -530,7 +587,10 @@ def _print_report(report: Any, before: str, after: str, *, changed: bool = True)
         ("after", f"{after}: {report.after_rows} x {report.after_dim}"),
         ("shared tokens", f"{report.common_tokens} ({len(report.overlaps)} checked, "
                           f"{report.anchors} anchors)"),
-        (f"overlap@{report.k}", _summary_line(report.overlap)),
+        (f"overlap@{report.k}", _summary_line(report.overlap)
+         + f"  chance {report.chance_overlap:.3f}"
+         + ("" if report.requested_k is None else
+            f"  (k reduced from {report.requested_k}: {report.common_tokens} shared tokens)")),
         ("anchor spearman", _summary_line(report.anchor_spearman)),
     ]
     for label, stats, count in (("copied norms", n.copied, n.copied_rows),
@@ -576,14 +636,15 @@ def _provenance_for(after_path: Path, table: Any) -> Any:
 @click.argument("after", type=click.Path(path_type=Path))
 @read_options
 @click.option("-k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
-              help="Neighbourhood size for overlap@k.")
+              help="Neighbourhood size for overlap@k; at most half the other shared tokens, "
+                   "longer lists would agree by chance.")
 @click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE, show_default=True,
               help="Shared tokens to check (0: all).")
 @click.option("--anchors", type=click.IntRange(min=2), default=DEFAULT_ANCHORS,
               show_default=True, help="Anchor tokens for the similarity-order (Spearman) check.")
 @click.option("--top", "top_changed", type=click.IntRange(min=0), default=DEFAULT_TOP_CHANGED,
               show_default=True, help="How many of the most changed tokens to list.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Sampling seed.")
 @click.option("--similarity", "similarity_files", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Word-pair file (SimLex-999, WordSim-353): Spearman before and after.")
@@ -630,7 +691,8 @@ def _convert_check(table: Any, out: Path, fmt: Any) -> None:
     from embsurgeon.similarity.neighbors import nearest_neighbors, random_rows
 
     written = read_table(out, fmt.name)
-    report = check_tables(table, written, sample=500, anchors=200, top_changed=0,
+    report = check_tables(table, written, sample=DEFAULT_QUICK_SAMPLE,
+                          anchors=DEFAULT_QUICK_ANCHORS, top_changed=0, reduce_k=True,
                           provenance=_provenance_for(out, written))
     shown = [written.tokens[r] for r in random_rows(written, 3)
              if written.tokens[r] in table.index]

@@ -10,8 +10,6 @@ import numpy as np
 from embsurgeon.linalg import row_norms
 from embsurgeon.table import EmbeddingTable
 
-__all__ = ["NormStats", "Summary", "row_norms", "summarize"]  # row_norms: for older callers
-
 
 @dataclass(frozen=True)
 class NormStats:
@@ -19,6 +17,10 @@ class NormStats:
     mean: float
     median: float
     max: float
+
+
+#: Tokens :func:`summarize` lists (``inspect --sample``) unless asked for another count.
+DEFAULT_SAMPLE_TOKENS = 10
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Summary:
         return asdict(self)
 
 
-def summarize(table: EmbeddingTable, *, sample: int = 10) -> Summary:
+def summarize(table: EmbeddingTable, *, sample: int = DEFAULT_SAMPLE_TOKENS) -> Summary:
     """Shape, dtype, norm statistics and sample tokens of ``table``.
 
     >>> import numpy as np

@@ -7,9 +7,11 @@ shard. The dtype stays the checkpoint's own (bf16 in, bf16 out) unless asked oth
 
 The table's rows must be in the model tokenizer's id order: align first
 (``embsurgeon convert SRC table.safetensors --target MODEL``). A table with a different number of
-rows resizes the model: ``config.json``'s ``vocab_size`` follows, an untied ``lm_head`` keeps its
-rows for the ids both share and gets mean rows for new ids (as transformers'
-``resize_token_embeddings`` does), and a new tokenizer comes from ``tokenizer=DIR``.
+rows resizes the model: ``config.json``'s ``vocab_size`` follows, and so does every other tensor
+with a vocabulary axis: an untied output head keeps its rows for the ids both share and gets
+mean rows for new ids (as transformers' ``resize_token_embeddings`` does), vocabulary biases
+(``cls.predictions.bias``, ``lm_head.bias``, ``final_logits_bias``) keep theirs and get zeros;
+a new tokenizer comes from ``tokenizer=DIR``.
 
 >>> from embsurgeon import read_table
 >>> from embsurgeon.surgery import transplant
@@ -25,18 +27,21 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embsurgeon.errors import AlignmentError, OutputError, VocabularyError
+from embsurgeon.errors import AlignmentError, FormatError, OutputError, VocabularyError
+from embsurgeon.io.atomic import default_mode
 from embsurgeon.io.hf import (
     CONFIG,
     Checkpoint,
     WeightKind,
+    all_shapes,
     find_embedding,
     load_torch_state,
     open_checkpoint,
@@ -52,7 +57,14 @@ REPORT = "embsurgeon_surgery.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
                     "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
-_HEAD_NAMES = ("lm_head.weight",)
+
+
+class VocabAxis(str, Enum):
+    """How a tensor other than the embedding carries the vocabulary, and how it is resized."""
+
+    ROWS = "rows"  # (V, X): an output head; tied copies follow, else mean rows for new ids
+    BIAS = "bias"  # (V,): cls.predictions.bias, lm_head.bias; zeros for new ids
+    BIAS_ROW = "bias_row"  # (1, V): final_logits_bias (BART, Marian, Pegasus); zeros
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class SurgeryReport:
     dtype: str
     head: str | None  # the output-head tensor rewritten too (tied copy or resized)
     rewritten: list[str] = field(default_factory=list)  # weight files written anew
+    resized: list[str] = field(default_factory=list)  # other tensors given the new rows
     source: dict[str, str] = field(default_factory=dict)  # the table's metadata
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +100,13 @@ def transplant(
     directory whose tokenizer files replace the model's (for a new vocabulary).
     """
     model, out = Path(model), Path(out)
+    if not model.is_dir():
+        raise FormatError(
+            f"{model}: not a directory; transplant needs the model directory (config, "
+            "tokenizer and weights together)"
+            + (f", e.g. {model.parent}" if model.is_file() else "")
+        )
+    _check_out(model, out, force)
     checkpoint = open_checkpoint(model)
     name = find_embedding(checkpoint, tensor)
     old = read_tensor(checkpoint, name, limit=1)
@@ -106,23 +126,46 @@ def transplant(
                 f"the table has {len(table)} rows but the tokenizer of {model} has {vocab_size} "
                 "tokens; pass --tokenizer DIR with the tokenizer that belongs to the table"
             )
+    axes = _vocab_tensors(checkpoint, name, old.total_rows, table.dim,
+                          resizing=len(table) != old.total_rows)
     write_dtype = dtype or old.source_dtype
-    if out.exists() and not force:
-        raise OutputError(f"{out} already exists; pass --force to overwrite it")
-    if out.resolve() == model.resolve() or model.resolve() in out.resolve().parents:
-        raise OutputError(f"{out}: write the operated model to a new directory, not into {model}")
     weight = numpy_to_tensor(table.vectors, write_dtype)
-    with _staging(out, force) as stage:
-        rewritten, head = _rewrite_weights(checkpoint, name, weight, old.total_rows, stage)
+    with _staging(model, out, force) as stage:
+        rewritten, changed = _rewrite_weights(checkpoint, name, weight, axes, stage)
         _copy_rest(checkpoint, stage, skip=set(rewritten), tokenizer=tokenizer_dir
                    if tokenizer is not None else None)
         if len(table) != old.total_rows:
             _update_config(stage / CONFIG, len(table))
+        head = next((n for n in changed if axes[n] is VocabAxis.ROWS), None)
         report = SurgeryReport(str(out), name, len(table), old.total_rows, table.dim,
-                               write_dtype, head, sorted(rewritten), dict(table.metadata))
+                               write_dtype, head, sorted(rewritten), sorted(changed),
+                               dict(table.metadata))
         (stage / REPORT).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
                                     + "\n", encoding="utf-8")
     return report
+
+
+def _check_out(model: Path, out: Path, force: bool) -> None:
+    """OUT is new, or (with ``force``) a previous transplant's output that MODEL is not in."""
+    model_abs, out_abs = model.resolve(), out.resolve()
+    if out_abs == model_abs or model_abs in out_abs.parents:
+        raise OutputError(f"{out}: write the operated model to a new directory, not into {model}")
+    if out_abs in model_abs.parents:
+        raise OutputError(f"{out} contains the model {model}; replacing it would delete the "
+                          "model: choose a new directory")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise OutputError(f"{out} already exists; pass --force to overwrite it")
+        _check_replaceable(out)
+
+
+def _check_replaceable(out: Path) -> None:
+    """--force replaces only what a transplant made: a directory holding our report."""
+    if out.is_symlink() or not out.is_dir() or not (out / REPORT).is_file():
+        raise OutputError(
+            f"{out} exists and is not the output of an earlier transplant (no {REPORT} in it); "
+            "--force replaces only those: choose a new directory or remove it yourself"
+        )
 
 
 def _check_vocabulary(table: EmbeddingTable, tokenizer_dir: Path) -> None:
@@ -141,53 +184,122 @@ def _check_vocabulary(table: EmbeddingTable, tokenizer_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _staging(out: Path, force: bool) -> Iterator[Path]:
+def _staging(model: Path, out: Path, force: bool) -> Iterator[Path]:
     """A temporary directory beside ``out``, renamed onto it only when everything succeeded."""
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"{out}: directory {parent} does not exist; create it first")
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    old: Path | None = None
     try:
         yield stage
-        if out.exists():
+        # mkdtemp makes 0o700 (private while writing); the output gets the usual mode.
+        stage.chmod(default_mode(directory=True))
+        if out.exists() or out.is_symlink():
             if not force:
                 raise OutputError(f"{out} appeared while writing; pass --force to overwrite")
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(stage, out)
+            _check_out(model, out, force)
+            # Move the earlier output aside, not delete it: a failed rename can put it back.
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.replace(out, old / out.name)
+        try:
+            os.replace(stage, out)
+        except OSError:
+            if old is not None:  # put the earlier output back rather than lose it
+                os.replace(old / out.name, out)
+            raise
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def _rewrite_weights(checkpoint: Checkpoint, name: str, weight: Any, old_rows: int,
-                     stage: Path) -> tuple[set[str], str | None]:
-    """Rewrite the file holding ``name`` (and the head's file); returns names and the head."""
+def _vocab_tensors(checkpoint: Checkpoint, name: str, old_rows: int, dim: int, *,
+                   resizing: bool) -> dict[str, VocabAxis]:
+    """Every tensor besides the embedding that has a vocabulary axis, and which kind it is.
+
+    Without resizing only (V, D) tensors matter (a tied head stored as a copy); when the row
+    count changes, every tensor with an axis of ``old_rows`` must follow or the checkpoint no
+    longer loads, so one we cannot interpret is refused before anything is written.
+    """
+    found: dict[str, VocabAxis] = {}
+    unknown: list[str] = []
+    for other, shape in sorted(all_shapes(checkpoint).items()):
+        if other == name or old_rows not in shape:
+            continue
+        if shape == (old_rows, dim) or (resizing and len(shape) == 2 and shape[0] == old_rows):
+            found[other] = VocabAxis.ROWS
+        elif not resizing:
+            continue
+        elif shape == (old_rows,):
+            found[other] = VocabAxis.BIAS
+        elif shape == (1, old_rows):
+            found[other] = VocabAxis.BIAS_ROW
+        else:
+            unknown.append(f"{other} {'x'.join(map(str, shape))}")
+    if unknown:
+        raise FormatError(
+            f"{checkpoint.source}: cannot resize {', '.join(unknown)}: a vocabulary-sized axis "
+            f"({old_rows}) embsurgeon does not know how to resize; keep {old_rows} rows, or "
+            "resize with transformers' resize_token_embeddings first"
+        )
+    return found
+
+
+def _rewrite_weights(checkpoint: Checkpoint, name: str, weight: Any,
+                     axes: Mapping[str, VocabAxis], stage: Path) -> tuple[set[str], list[str]]:
+    """Rewrite the files holding ``name`` and the tensors in ``axes``.
+
+    Returns the file names written and the tensors of ``axes`` that changed.
+    """
     old_embedding = read_tensor(checkpoint, name).vectors  # (V0, D)
-    head = next((h for h in _HEAD_NAMES if h in checkpoint.weight_map and h != name), None)
-    files = {checkpoint.weight_map[name]}
-    if head is not None:
-        files.add(checkpoint.weight_map[head])
-    head_done: str | None = None
+    rows = int(weight.shape[0])
+    files = {checkpoint.weight_map[name]} | {checkpoint.weight_map[n] for n in axes}
+    written: set[Path] = set()
+    changed: list[str] = []
     for file in sorted(files):
         state = _load_all(checkpoint, file)
-        if name in state:
+        touched = name in state
+        if touched:
             state[name] = weight.clone()
-        if head is not None and head in state:
-            old_head = state[head]
-            tied = old_head.shape == old_embedding.shape and np.array_equal(
-                old_head.float().numpy(), old_embedding.astype(np.float32))
-            if tied:
-                state[head] = weight.clone()
-            elif weight.shape[0] != old_rows:
-                state[head] = _resize_rows(old_head, weight.shape[0])
-            else:
-                head = None  # an untied head of the right size stays as it was
-            head_done = head
-        _save_all(checkpoint, state, file, stage / file.name)
+        for other in sorted(set(axes) & set(state)):
+            new = _follow(state[other], axes[other], old_embedding, weight, rows)
+            if new is not None:
+                state[other] = new
+                changed.append(other)
+                touched = True
+        if touched:
+            _save_all(checkpoint, state, file, stage / file.name)
+            written.add(file)
         del state
     if checkpoint.index is not None:
-        _update_index(checkpoint.index, stage, files)
-    return {f.name for f in files}, head_done
+        _update_index(checkpoint.index, stage, written)
+    return {f.name for f in written}, changed
+
+
+def _follow(tensor: Any, axis: VocabAxis, old_embedding: np.ndarray, weight: Any,
+            rows: int) -> Any | None:
+    """``tensor`` resized for ``rows`` ids (or the new rows, if it is a tied copy); None: as is."""
+    import torch
+
+    if axis is VocabAxis.ROWS:
+        tied = tuple(tensor.shape) == old_embedding.shape and np.array_equal(
+            tensor.float().numpy(), old_embedding.astype(np.float32))
+        if tied:
+            return weight.clone()
+        return None if rows == tensor.shape[0] else _resize_rows(tensor, rows)
+    along = 0 if axis is VocabAxis.BIAS else 1
+    old_rows = int(tensor.shape[along])
+    if rows == old_rows:
+        return None
+    kept = tensor.narrow(along, 0, min(rows, old_rows)).clone()
+    if rows < old_rows:
+        return kept.contiguous()
+    # New ids get a zero bias: their logits are then set by the head rows alone.
+    shape = list(tensor.shape)
+    shape[along] = rows - old_rows
+    return torch.cat([kept, tensor.new_zeros(shape)], dim=along).contiguous()
 
 
 def _resize_rows(head: Any, rows: int) -> Any:
@@ -222,6 +334,7 @@ def _save_all(checkpoint: Checkpoint, state: dict[str, Any], source: Path, path:
         # Tied tensors share storage after loading; safetensors refuses shared storage.
         save_file({k: v.contiguous().clone() for k, v in state.items()}, str(path),
                   metadata=metadata)
+        path.chmod(default_mode())  # safetensors creates its files 0o600
     else:
         torch.save(state, str(path))
 

@@ -136,9 +136,24 @@ class EmbeddingTable:
         return EmbeddingTable(self.tokens, vectors, self.metadata).with_metadata(**metadata)
 
     def take(self, rows: Iterable[int]) -> EmbeddingTable:
-        """The rows at ``rows``, in that order."""
+        """The rows at ``rows``, in that order; ``padding_idx`` follows its row (or is dropped).
+
+        >>> t = EmbeddingTable(["<pad>", "a", "b"], np.eye(3, dtype=np.float32),
+        ...                    {"padding_idx": "0"})
+        >>> t.take([2, 0]).padding_idx, t.take([1]).padding_idx
+        (1, None)
+        """
         idx = np.fromiter(rows, dtype=np.int64)
-        return EmbeddingTable([self.tokens[i] for i in idx], self.vectors[idx], self.metadata)
+        meta = dict(self.metadata)
+        pad = self.padding_idx
+        if pad is not None:
+            # The padding row moves with its token, or the index would name another row.
+            moved = np.flatnonzero(idx == pad)
+            if len(moved):
+                meta[PADDING_IDX] = str(int(moved[0]))
+            else:
+                meta.pop(PADDING_IDX)
+        return EmbeddingTable([self.tokens[i] for i in idx], self.vectors[idx], meta)
 
     def head(self, n: int) -> EmbeddingTable:
         """The first ``n`` rows (``--limit``)."""

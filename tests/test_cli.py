@@ -105,3 +105,38 @@ def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "embsurgeon", "--help"], capture_output=True,
                          text=True, check=True)
     assert "convert" in out.stdout and "inspect" in out.stdout
+
+
+def test_inspect_sample_count(emb):
+    assert run("inspect", emb, "--sample", "2").output.splitlines()[-1].split() == [
+        "sample", "a", "b"]
+    result = run("inspect", emb, "--sample", "-5")
+    assert result.exit_code == 2 and "-5 is not in the range x>=0" in result.output
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--dim", "2", "--normalize", "l2", "--no-stream"], "--dim, --normalize and --no-stream"),
+    (["--seed", "0"], "--seed only applies"),  # given, even though it equals the default
+    (["--report", "r.json"], "--report only applies"),
+    (["--init", "mean", "--validate", "--pad-to-multiple-of", "8"],
+     "--init, --validate and --pad-to-multiple-of"),
+])
+def test_convert_refuses_alignment_options_without_a_target(emb, tmp_path, args, named):
+    out = tmp_path / "out.vec"
+    result = run("convert", emb, out, *args)
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+    assert "when aligning: add --target VOCAB (or --map-to MODEL), or leave them out" in (
+        result.output)
+    assert not out.exists()
+
+
+def test_convert_output_formats_are_the_writable_ones(emb, tmp_path):
+    from embsurgeon.io.formats import FORMATS
+
+    writable = {f.name.value for f in FORMATS if f.write is not None}
+    help_text = run("convert", "--help").output
+    listed = re.search(r"--to \[([^\]]+)\]", help_text)
+    assert listed is not None and set(listed.group(1).split("|")) == writable
+    result = run("convert", emb, tmp_path / "x", "--to", "gensim")
+    assert result.exit_code == 2 and "'gensim' is not one of" in result.output

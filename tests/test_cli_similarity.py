@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_check_text_json_and_plot(tables, tmp_path):
     assert data["norms"]["origin"] == "equal-vectors"
     pytest.importorskip("matplotlib")
     plot = tmp_path / "check.png"
-    result = invoke("check", before, after, "--plot", plot)
+    result = invoke("check", before, after, "-k", "3", "--plot", plot)
     assert result.exit_code == 0 and plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -105,7 +106,7 @@ def test_check_reads_the_provenance_sidecar(tables):
         json.dumps({"row": i, "token": t, "method": "exact" if i < 5 else "mean",
                     "sources": [], "weights": []}) + "\n"
         for i, t in enumerate([*TOKENS, "grape"])))
-    data = json.loads(invoke("check", before, after, "--json").output)
+    data = json.loads(invoke("check", before, after, "-k", "3", "--json").output)
     assert data["norms"]["origin"] == "provenance"
     assert (data["norms"]["copied_rows"], data["norms"]["initialized_rows"]) == (5, 6)
     sidecar.write_text('{"row": 0, "token": "nope", "method": "exact"}\n')
@@ -116,7 +117,7 @@ def test_check_reads_the_provenance_sidecar(tables):
 def test_check_with_similarity_files(tables, gensim_data):
     before, after = tables
     result = invoke("check", before, after, "--similarity", gensim_data / "wordsim353.tsv",
-                    "--analogies", gensim_data / "questions-words.txt", "--json")
+                    "--analogies", gensim_data / "questions-words.txt", "--json", "-k", "3")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["similarity"][0]["before"]["pairs"] == 2  # king-queen, man-woman
@@ -130,24 +131,6 @@ def test_convert_check(tables, tmp_path):
     assert result.exit_code == 0, result.output
     assert "neighbours before -> after" in result.output and "[written]" in result.output
     assert "overlap@" in result.output and "mean 1.000" in result.output
-
-
-def test_similarity_help_imports_nothing_heavy():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from embsurgeon.cli import cli\n"
-        "for args in (['neighbors', '--help'], ['check', '--help']):\n"
-        "    assert CliRunner().invoke(cli, args).exit_code == 0\n"
-        "print(','.join(m for m in ('torch', 'gensim', 'faiss', 'matplotlib', 'scipy')"
-        " if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == ""
 
 
 def test_half_precision_on_the_cpu_is_a_one_line_error(tables):
@@ -180,3 +163,83 @@ def test_neighbors_compose_missing_tokens_from_subwords(minilm_dir):
     assert data["unbelievablyx"]["composed_from"][:2] == ["un", "##bel"]
     result = invoke("neighbors", minilm_dir, "北京", "--no-compose")
     assert result.exit_code == 1 and "'北京' (close spellings: '京', '北', " in result.output
+
+
+def test_neighbors_against_ranks_by_the_library_default(tables):
+    from embsurgeon import read_table
+    from embsurgeon.similarity.csls import DEFAULT_CSLS, cross_neighbors
+
+    before, after = tables
+    src, other = read_table(before), read_table(after)
+    library_default = cross_neighbors(src, other, ["king", "man"], 4, device="cpu")
+    shown = {}
+    for flags in ((), ("--csls",), ("--no-csls",)):
+        result = invoke("neighbors", before, "king", "man", "--against", after, "-k", "4",
+                        "--json", "--device", "cpu", *flags)
+        assert result.exit_code == 0, result.output
+        shown[flags] = np.array([[n["score"] for n in entry["neighbors"]]
+                                 for entry in json.loads(result.output)])
+    assert np.allclose(shown[()], library_default.scores, atol=1e-6)
+    assert np.allclose(shown[("--csls",) if DEFAULT_CSLS else ("--no-csls",)], shown[()])
+    assert not np.allclose(shown[("--csls",)], shown[("--no-csls",)])  # the flag matters
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--metric", "dot"], "drop --metric"),
+    (["--metric", "cosine"], "drop --metric"),  # given, though it is the default
+    (["--backend", "faiss", "--include-self"], "drop --backend, --include-self"),
+])
+def test_neighbors_against_refuses_options_it_cannot_apply(tables, args, named):
+    before, after = tables
+    result = invoke("neighbors", before, "king", "--against", after, *args)
+    assert result.exit_code == 2, result.output
+    assert f"--against ranks by cosine or CSLS on the torch backend; {named}" in result.output
+
+
+def test_neighbors_no_csls_needs_against(tables):
+    before, _ = tables
+    result = invoke("neighbors", before, "king", "--no-csls")
+    assert result.exit_code == 2
+    assert "--csls/--no-csls compare two spaces; give the other with --against" in result.output
+
+
+def test_check_refuses_a_k_the_shared_tokens_cannot_support(tables):
+    # 10 shared tokens: overlap@10 would compare each token's 9 others with themselves
+    before, after = tables
+    result = invoke("check", before, after)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: the tables share 10 tokens, too few for overlap@10: neighbour lists that long "
+        "among 9 other tokens agree by chance; use k 4 or less (-k 4), or compare tables that "
+        "share more tokens")
+    result = invoke("check", before, after, "-k", "4")
+    assert result.exit_code == 0 and re.search(r"^overlap@4 .*  chance 0\.444$", result.output,
+                                               re.M)
+
+
+def test_convert_check_on_a_small_table_says_k_was_reduced(tables, tmp_path):
+    before, _ = tables
+    result = invoke("convert", before, tmp_path / "copy.safetensors", "--check")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^overlap@4 .*  chance 0\.444  \(k reduced from 10: 10 shared tokens\)$",
+                     result.output, re.M)
+
+
+def test_cli_defaults_are_the_library_constants():
+    from embsurgeon.similarity import check, csls, knn, neighbors
+    from embsurgeon.stats import DEFAULT_SAMPLE_TOKENS
+
+    def default(command, name):
+        (param,) = [p for p in cli.commands[command].params if p.name == name]
+        return param.default
+
+    assert default("inspect", "sample") == DEFAULT_SAMPLE_TOKENS
+    assert default("neighbors", "seed") == neighbors.DEFAULT_SEED
+    assert default("neighbors", "csls") is csls.DEFAULT_CSLS
+    assert default("neighbors", "precision") == knn.DEFAULT_PRECISION.value
+    assert default("neighbors", "metric") == knn.DEFAULT_METRIC.value
+    assert default("neighbors", "device") == default("check", "device") == (
+        knn.DEFAULT_DEVICE.value)
+    assert default("check", "seed") == check.DEFAULT_SEED
+    assert (default("check", "sample"), default("check", "anchors")) == (
+        check.DEFAULT_SAMPLE, check.DEFAULT_ANCHORS)

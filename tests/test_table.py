@@ -63,3 +63,16 @@ def test_source_dtype_defaults_to_array_dtype():
 
 def test_placeholder_names_are_reserved_looking():
     assert placeholder_token(7) == "<embsurgeon:row:7>"
+
+
+def test_padding_idx_follows_its_row_through_take_keep_and_head():
+    t = EmbeddingTable(["a", "b", "<pad>", "c"], np.eye(4, dtype=np.float32),
+                       {"padding_idx": "2", "source": "x"})
+    assert t.take([2, 0]).padding_idx == 0
+    assert t.keep(["c", "<pad>"]).padding_idx == 0  # table order: <pad> then c
+    assert t.keep(["b", "c", "<pad>"]).padding_idx == 1
+    gone = t.keep(["a", "c"])
+    assert gone.padding_idx is None and "padding_idx" not in gone.metadata
+    assert gone.metadata["source"] == "x"
+    assert t.head(2).padding_idx is None
+    assert t.head(3).padding_idx == 2

@@ -240,6 +240,18 @@ def output_format(path: str | Path, explicit: FormatName | str | None = None) ->
     return fmt
 
 
+def _options(kind: Any, options: Any, kwargs: Mapping[str, Any], caller: str) -> Any:
+    """``options`` or options built from keywords; both at once would silently drop one."""
+    if options is None:
+        return kind(**kwargs)
+    if kwargs:
+        raise TypeError(
+            f"{caller}() got options= and keyword options ({', '.join(sorted(kwargs))}); "
+            f"pass one or the other, e.g. dataclasses.replace(options, {next(iter(kwargs))}=...)"
+        )
+    return options
+
+
 def read_table(
     path: str | Path,
     format: FormatName | str | None = None,
@@ -254,7 +266,7 @@ def read_table(
     >>> table = read_table("bert-base-uncased/")                   # doctest: +SKIP
     """
     path = Path(path)
-    opts = options or ReadOptions(**kwargs)
+    opts = _options(ReadOptions, options, kwargs, "read_table")
     fmt = detect_format(path, format)
     table = fmt.reader()(path, opts)
     if not fmt.streaming:
@@ -279,6 +291,6 @@ def write_table(
     >>> write_table(table, "emb.safetensors")                      # doctest: +SKIP
     [PosixPath('emb.safetensors'), PosixPath('emb.vocab.txt'), PosixPath('emb.report.json')]
     """
-    opts = options or WriteOptions(**kwargs)
+    opts = _options(WriteOptions, options, kwargs, "write_table")
     fmt = output_format(path, format)
     return fmt.writer()(table, Path(path), opts)

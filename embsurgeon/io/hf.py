@@ -393,8 +393,12 @@ def read_tensor(checkpoint: Checkpoint, name: str, *, limit: int | None = None) 
     return Matrix(name, vectors, dtype, file, total)
 
 
-def load_torch_state(file: Path) -> dict[str, Any]:
-    """A ``torch.save``d state dict, memory-mapped, never unpickling code."""
+def load_torch_state(file: Path, *, bare: str | None = None) -> dict[str, Any]:
+    """A ``torch.save``d state dict, memory-mapped, never unpickling code.
+
+    Legacy (pre-zip) pickles are read whole. With ``bare``, a file holding one tensor rather
+    than a dict (``torch.save(weight, path)``) reads as ``{bare: tensor}``.
+    """
     import pickle
 
     import torch
@@ -411,6 +415,8 @@ def load_torch_state(file: Path) -> dict[str, Any]:
             "(weights_only=True), never code: convert the checkpoint to safetensors if you "
             "trust it"
         ) from exc
+    if bare is not None and isinstance(state, torch.Tensor):
+        state = {bare: state}
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

@@ -1,7 +1,10 @@
-"""The safetensors file layout, read without torch.
+"""The safetensors file layout, read and written without torch.
 
 An 8-byte little-endian header size, a JSON header (name -> dtype, shape, data offsets), then
-the raw bytes. Reading one tensor straight into a numpy array with ``readinto`` costs the array
+the raw bytes. We write it ourselves so that the same table gives the same bytes every time
+(safetensors' own writer orders ``__metadata__`` keys by hash) and bfloat16 needs no torch.
+
+Reading one tensor straight into a numpy array with ``readinto`` costs the array
 alone; ``safe_open(...).get_tensor`` maps the file and copies, twice the tensor at peak, and
 imports torch.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +142,64 @@ def _read_exactly(handle: Any, array: np.ndarray, file: Path) -> None:
             raise FormatError(f"{file}: ended early, after {done} of {len(view)} bytes of a "
                               "tensor; the file is truncated: download it again")
         done += got
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+# numpy dtype of the stored bytes -> safetensors dtype name (bfloat16 travels as uint16 bits).
+_STORED_NAMES = {"float16": "F16", "float32": "F32", "float64": "F64"}
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """A tensor as it goes into the file: its bytes and the safetensors dtype naming them."""
+
+    data: np.ndarray  # float16/32/64, or uint16 bfloat16 bit patterns
+    dtype: str  # "F16", "F32", "F64" or "BF16"
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> StoredTensor:
+        """A float16/32/64 numpy array, stored as itself."""
+        name = _STORED_NAMES.get(array.dtype.name)
+        if name is None:
+            raise DtypeError(f"cannot store a {array.dtype} array; give float16, float32 or "
+                             "float64 (bfloat16 as StoredTensor(bits, 'BF16'))")
+        return cls(array, name)
+
+
+def write_safetensors_file(path: Path, tensors: Mapping[str, StoredTensor],
+                           metadata: Mapping[str, str] | None = None) -> None:
+    """Write a safetensors file whose bytes depend only on the arguments.
+
+    The header is compact JSON with sorted keys, padded with spaces to a multiple of 8 bytes
+    (as safetensors does, so the data is aligned); tensors follow in name order, little-endian.
+
+    >>> write_safetensors_file(Path("w.safetensors"),                   # doctest: +SKIP
+    ...                        {"weight": StoredTensor.of(np.eye(2, dtype=np.float32))})
+    """
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    ordered = sorted(tensors.items())
+    for name, tensor in ordered:
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise DtypeError(f"tensor {name!r}: unsupported safetensors dtype {tensor.dtype}")
+        stored = np.dtype(_SAFETENSORS_DTYPES[tensor.dtype][0])
+        if tensor.data.dtype.itemsize != stored.itemsize or tensor.data.dtype.kind not in "fu":
+            raise DtypeError(f"tensor {name!r}: {tensor.data.dtype} data cannot be stored as "
+                             f"{tensor.dtype}")
+        size = tensor.data.size * stored.itemsize
+        header[name] = {"dtype": tensor.dtype, "shape": list(tensor.data.shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = text.encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(encoded).to_bytes(8, "little"))
+        handle.write(encoded)
+        for _, tensor in ordered:
+            data = tensor.data
+            little = data.dtype.newbyteorder("<")
+            handle.write(np.ascontiguousarray(data, dtype=little).reshape(-1).view(np.uint8).data)

@@ -20,8 +20,19 @@ import numpy as np
 from embsurgeon.errors import FormatError, TensorNotFoundError, VocabularyError
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.formats import ReadOptions, WriteOptions
-from embsurgeon.io.safetensors_file import read_safetensors_tensor, safetensors_header
-from embsurgeon.io.tensors import numpy_cast, numpy_to_tensor, resolve_dtype, tensor_to_numpy
+from embsurgeon.io.safetensors_file import (
+    StoredTensor,
+    read_safetensors_tensor,
+    safetensors_header,
+    write_safetensors_file,
+)
+from embsurgeon.io.tensors import (
+    bfloat16_bits,
+    numpy_cast,
+    numpy_to_tensor,
+    resolve_dtype,
+    tensor_to_numpy,
+)
 from embsurgeon.table import PADDING_IDX, SOURCE_DTYPE, EmbeddingTable, placeholder_token
 
 #: Bumped when the layout of the files below changes.
@@ -131,22 +142,14 @@ def read_safetensors(path: Path, options: ReadOptions) -> EmbeddingTable:
 
 
 def read_pt(path: Path, options: ReadOptions) -> EmbeddingTable:
-    """Read a ``torch.save``d ``{"weight": tensor}`` (never unpickling code: weights_only)."""
-    import pickle
+    """Read a ``torch.save``d ``{"weight": tensor}`` (never unpickling code: weights_only).
 
-    import torch
+    Zip and legacy (``_use_new_zipfile_serialization=False``) files both load, through the
+    same safe loader as ``.bin`` checkpoints.
+    """
+    from embsurgeon.io.hf import load_torch_state
 
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FormatError(
-            f"{path}: cannot load safely ({first}); embsurgeon only reads tensors, never code"
-        ) from exc
-    if isinstance(state, torch.Tensor):
-        state = {WEIGHT: state}
-    if not isinstance(state, dict):
-        raise FormatError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    state = load_torch_state(path, bare=WEIGHT)
     name = options.tensor or WEIGHT
     if name not in state:
         raise TensorNotFoundError(
@@ -226,14 +229,12 @@ def write_safetensors(table: EmbeddingTable, path: Path, options: WriteOptions) 
     """``{"weight": tensor}`` in safetensors, plus ``.vocab.txt`` and ``.report.json``."""
 
     def save(vectors: np.ndarray, dtype: str, tmp: Path, meta: dict[str, str]) -> None:
-        if dtype == "bfloat16":  # numpy has no bfloat16: only this case needs torch
-            from safetensors.torch import save_file as save_torch
-
-            save_torch({WEIGHT: numpy_to_tensor(vectors, dtype)}, str(tmp), metadata=meta)
+        # Our own writer: identical runs give identical bytes, and bfloat16 needs no torch.
+        if dtype == "bfloat16":
+            stored = StoredTensor(bfloat16_bits(vectors), "BF16")
         else:
-            from safetensors.numpy import save_file as save_numpy
-
-            save_numpy({WEIGHT: numpy_cast(vectors, dtype)}, str(tmp), metadata=meta)
+            stored = StoredTensor.of(numpy_cast(vectors, dtype))
+        write_safetensors_file(tmp, {WEIGHT: stored}, meta)
 
     return _write(table, path, options, save)
 

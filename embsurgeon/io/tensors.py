@@ -73,6 +73,41 @@ def numpy_cast(array: np.ndarray, dtype: str) -> np.ndarray:
     return out
 
 
+_BF16_CHUNK_ROWS_BYTES = 32 << 20
+_BF16_QUIET_NAN = np.uint16(0x7FC0)  # what torch (c10's round_to_nearest_even) gives every NaN
+
+
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """The bfloat16 bit patterns (``uint16``) of a 2-D float array, as torch would round it.
+
+    Round to nearest, ties to even, on the float32 bit pattern; NaN stays NaN; a finite value
+    that rounds past bfloat16's range is refused with its row named, as float16 is. Works in
+    chunks of rows so the float32 and uint32 temporaries stay small.
+
+    >>> bfloat16_bits(np.array([[1.0, -2.0, 1.00390625]], np.float32)).tolist()
+    [[16256, 49152, 16256]]
+    """
+    rows = array.shape[0]
+    out = np.empty(array.shape, dtype=np.uint16)  # (V, D)
+    step = max(1, _BF16_CHUNK_ROWS_BYTES // max(1, 4 * int(np.prod(array.shape[1:]))))
+    for start in range(0, rows, step):
+        part = np.ascontiguousarray(array[start:start + step], dtype=np.float32)
+        bits = part.view(np.uint32)
+        # Adding 0x7FFF plus the lowest kept bit rounds half to even; NaNs are set apart
+        # first since their large bit patterns would carry into the sign.
+        nan = np.isnan(part)
+        rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1)))) >> 16
+        chunk = rounded.astype(np.uint16)
+        chunk[nan] = _BF16_QUIET_NAN
+        overflow = np.isfinite(part) & ((chunk & np.uint16(0x7F80)) == np.uint16(0x7F80))
+        if overflow.any():
+            row = start + int(np.flatnonzero(overflow.reshape(len(part), -1).any(axis=1))[0])
+            finite = array[np.isfinite(array)]
+            raise _overflow(row, "bfloat16", float(np.abs(finite).max()))
+        out[start:start + len(part)] = chunk
+    return out
+
+
 def _overflow(row: int, dtype: str, largest: float) -> DtypeError:
     return DtypeError(
         f"row {row} overflows {dtype} (largest |value| {largest:.4g}); "

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from embsurgeon.errors import FormatError, VocabularyError
+from embsurgeon.linalg import row_norms, unit_rows
 from embsurgeon.similarity.correlation import spearman_rows
 from embsurgeon.similarity.evaluate import (
     AnalogyScore,
@@ -40,13 +41,26 @@ from embsurgeon.similarity.evaluate import (
     read_analogies,
     read_word_pairs,
 )
-from embsurgeon.similarity.knn import DEFAULT_K, DEFAULT_MEMORY_BUDGET, Device, Hits, search
-from embsurgeon.stats import NormStats, row_norms
+from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
+    DEFAULT_K,
+    DEFAULT_MEMORY_BUDGET,
+    Device,
+    Hits,
+    search,
+)
+from embsurgeon.stats import NormStats
 from embsurgeon.table import EmbeddingTable
 
 DEFAULT_SAMPLE = 2000
 DEFAULT_ANCHORS = 1000
 DEFAULT_TOP_CHANGED = 10
+DEFAULT_SEED = 0
+#: The smaller check ``convert --check`` runs right after writing.
+DEFAULT_QUICK_SAMPLE = 500
+DEFAULT_QUICK_ANCHORS = 200
+#: Fewest shared tokens a check accepts: with two, each token's only neighbour is the other.
+MIN_SHARED_TOKENS = 3
 _EXAMPLES = 5
 #: Relative tolerance for "equal vectors", by the dtype AFTER was stored in.
 _EQUAL_RTOL = {"float64": 1e-12, "float32": 1e-6, "float16": 1e-3, "bfloat16": 8e-3}
@@ -120,7 +134,7 @@ class CheckReport:
     before_dim: int
     after_dim: int
     common_tokens: int
-    k: int
+    k: int  # the neighbourhood size used; below requested_k when the check reduced it
     overlap: Summary  # neighbour overlap@k, per sampled token
     anchor_spearman: Summary  # Spearman of similarities to the anchors, per sampled token
     anchors: int
@@ -129,9 +143,16 @@ class CheckReport:
     initialized_examples: tuple[InitializedExample, ...]
     similarity: tuple[tuple[WordPairScore, WordPairScore], ...] = ()  # (before, after)
     analogies: tuple[tuple[AnalogyScore, AnalogyScore], ...] = ()
+    requested_k: int | None = None  # None: k is what was asked for
     overlaps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     copied_norms: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     initialized_norms: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def chance_overlap(self) -> float:
+        """The overlap@k two random neighbour lists would have: ``k`` of the other shared
+        tokens drawn twice. An overlap near it says nothing survived."""
+        return self.k / max(self.common_tokens - 1, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +160,8 @@ class CheckReport:
             "after": {"rows": self.after_rows, "dim": self.after_dim},
             "common_tokens": self.common_tokens,
             "k": self.k,
+            "requested_k": self.requested_k,
+            "chance_overlap": self.chance_overlap,
             "overlap": asdict(self.overlap),
             "anchors": self.anchors,
             "anchor_spearman": asdict(self.anchor_spearman),
@@ -227,12 +250,7 @@ def _gather(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def _similarities(vectors: np.ndarray, rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Cosine of each row in ``rows`` to each anchor row, (Q, A), zero-safe."""
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-    return unit(vectors[rows]) @ unit(vectors[anchors]).T
+    return unit_rows(vectors[rows]) @ unit_rows(vectors[anchors]).T
 
 
 def check_tables(
@@ -243,30 +261,43 @@ def check_tables(
     sample: int = DEFAULT_SAMPLE,
     anchors: int = DEFAULT_ANCHORS,
     top_changed: int = DEFAULT_TOP_CHANGED,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
+    reduce_k: bool = False,
     provenance: Mapping[int, str] | None = None,
     similarity_files: Sequence[str | Path] = (),
     analogy_files: Sequence[str | Path] = (),
-    device: Device | str = Device.AUTO,
+    device: Device | str = DEFAULT_DEVICE,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> CheckReport:
     """Compare the neighbourhoods of ``before`` and ``after`` (see the module docstring).
 
     ``sample`` tokens (0: all shared tokens) are checked, against ``anchors`` anchor tokens.
+    Neighbours are drawn from the shared tokens, so ``k`` may be at most half of the other
+    shared tokens (longer lists would agree by chance, up to every list being all of them):
+    a larger ``k`` raises :class:`VocabularyError`, or with ``reduce_k`` is lowered to that
+    limit and recorded in ``report.requested_k``.
 
     >>> report = check_tables(glove, glove_pca100)                 # doctest: +SKIP
     >>> print(report.overlap.mean)                                 # doctest: +SKIP
     0.81
     """
     shared_after = [i for i, t in enumerate(after.tokens) if t in before.index]
-    if len(shared_after) < 2:
+    n_common = len(shared_after)
+    if n_common < MIN_SHARED_TOKENS:
         raise VocabularyError(
-            f"the tables share {len(shared_after)} token(s); a check needs at least 2 "
-            "(are they the same vocabulary family?)"
+            f"the tables share {n_common} token(s); a check needs at least "
+            f"{MIN_SHARED_TOKENS} (are they the same vocabulary family?)"
+        )
+    requested_k, max_k = k, (n_common - 1) // 2
+    k = min(k, max_k)
+    if k < requested_k and not reduce_k:
+        raise VocabularyError(
+            f"the tables share {n_common} tokens, too few for overlap@{requested_k}: "
+            f"neighbour lists that long among {n_common - 1} other tokens agree by chance; "
+            f"use k {max_k} or less (-k {max_k}), or compare tables that share more tokens"
         )
     rows_a = np.asarray(shared_after, dtype=np.int64)  # (C,) rows of AFTER
     rows_b = np.asarray([before.index[after.tokens[i]] for i in shared_after], np.int64)
-    n_common = len(rows_a)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_common)
     n_sample = n_common if sample <= 0 else min(sample, n_common)
@@ -282,8 +313,7 @@ def check_tables(
     own = picked[:, None]  # (S, 1): a token is not its own neighbour
     hits_b = run(vec_b[picked], vec_b, k, exclude=own)
     hits_a = run(vec_a[picked], vec_a, k, exclude=own)
-    k_eff = hits_b.ids.shape[1]
-    overlaps = np.array([len(set(x) & set(y)) / k_eff if k_eff else 1.0
+    overlaps = np.array([len(set(x) & set(y)) / k
                          for x, y in zip(hits_b.ids.tolist(), hits_a.ids.tolist(), strict=True)])
     rho = spearman_rows(_similarities(vec_b, picked, anchor_pos),
                         _similarities(vec_a, picked, anchor_pos))  # (S,)
@@ -328,10 +358,11 @@ def check_tables(
     )
     return CheckReport(
         before_rows=len(before), after_rows=len(after), before_dim=before.dim,
-        after_dim=after.dim, common_tokens=n_common, k=k_eff,
+        after_dim=after.dim, common_tokens=n_common, k=k,
         overlap=Summary.of(overlaps), anchor_spearman=Summary.of(rho),
         anchors=len(anchor_pos), norms=norm_report, most_changed=most_changed,
         initialized_examples=examples, similarity=similarity, analogies=analogies,
+        requested_k=requested_k if k < requested_k else None,
         overlaps=overlaps, copied_norms=norms[copied], initialized_norms=norms[initialized],
     )
 

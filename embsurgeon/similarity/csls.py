@@ -27,8 +27,10 @@ from functools import partial
 import numpy as np
 
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_PRECISION,
     Device,
     Metric,
     Precision,
@@ -46,10 +48,13 @@ from embsurgeon.table import EmbeddingTable
 
 #: ``K`` of the CSLS neighbourhood means; 10 as in MUSE.
 DEFAULT_CSLS_K = 10
+#: Rank cross-space neighbours by CSLS unless asked for plain cosine (``--csls/--no-csls``):
+#: across two spaces plain cosine lets a few hub rows answer most queries.
+DEFAULT_CSLS = True
 
 
 def csls_penalties(source: np.ndarray, target: np.ndarray, k: int = DEFAULT_CSLS_K, *,
-                   device: Device | str = Device.AUTO,
+                   device: Device | str = DEFAULT_DEVICE,
                    memory_budget: int = DEFAULT_MEMORY_BUDGET) -> np.ndarray:
     """``r_S(y)`` for every target row: mean cosine to its ``k`` nearest source rows (N_T,)."""
     hits = search(target, source, k, metric=Metric.COSINE, device=device,
@@ -63,10 +68,10 @@ def cross_neighbors(
     queries: Sequence[Query] | None = None,
     k: int = DEFAULT_K,
     *,
-    csls: bool = True,
+    csls: bool = DEFAULT_CSLS,
     csls_k: int = DEFAULT_CSLS_K,
-    device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    device: Device | str = DEFAULT_DEVICE,
+    precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     compose: Composer | None = None,
 ) -> Neighbors:

@@ -25,8 +25,14 @@ from typing import Any
 import numpy as np
 
 from embsurgeon.errors import FormatError
+from embsurgeon.linalg import row_cosines, unit_rows
 from embsurgeon.similarity.correlation import pearson, spearman
-from embsurgeon.similarity.knn import DEFAULT_MEMORY_BUDGET, Device, search
+from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
+    DEFAULT_MEMORY_BUDGET,
+    Device,
+    search,
+)
 from embsurgeon.table import EmbeddingTable
 
 #: Only the first rows take part, as in gensim (vocabularies are usually sorted by frequency).
@@ -164,12 +170,6 @@ def _lookup(table: EmbeddingTable, restrict_vocab: int, case_insensitive: bool) 
     return lookup
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float64)  # (P, D)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)  # (P, 1)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
 def evaluate_word_pairs(table: EmbeddingTable, pairs: WordPairs, *,
                         case_insensitive: bool = True,
                         restrict_vocab: int = DEFAULT_RESTRICT_VOCAB) -> WordPairScore:
@@ -190,7 +190,7 @@ def evaluate_word_pairs(table: EmbeddingTable, pairs: WordPairs, *,
         left.append(a)
         right.append(b)
         gold.append(score)
-    model = (_unit_rows(table.vectors[left]) * _unit_rows(table.vectors[right])).sum(axis=1)
+    model = row_cosines(table.vectors[left], table.vectors[right])  # (P,)
     rho, r = spearman(gold, model), pearson(gold, model)
     return WordPairScore(pairs.path, None if np.isnan(rho) else rho,
                          None if np.isnan(r) else r, len(gold), oov)
@@ -199,7 +199,7 @@ def evaluate_word_pairs(table: EmbeddingTable, pairs: WordPairs, *,
 def evaluate_analogies(table: EmbeddingTable, analogies: Analogies, *,
                        case_insensitive: bool = True,
                        restrict_vocab: int = DEFAULT_RESTRICT_VOCAB,
-                       device: Device | str = Device.AUTO,
+                       device: Device | str = DEFAULT_DEVICE,
                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> AnalogyScore:
     """Analogy accuracy by 3CosAdd: the answer to a:b :: c:? is the row nearest (cosine) to
     ``b - a + c`` (unit vectors) other than a, b and c.
@@ -227,7 +227,7 @@ def evaluate_analogies(table: EmbeddingTable, analogies: Analogies, *,
     if rows:
         abc = np.asarray(rows, dtype=np.int64)  # (P, 3)
         database = table.vectors[:restrict_vocab]
-        unit = {i: _unit_rows(table.vectors[abc[:, i]]) for i in range(3)}  # (P, D) each
+        unit = {i: unit_rows(table.vectors[abc[:, i]]) for i in range(3)}  # (P, D) each
         queries = (unit[1] + unit[2] - unit[0]).astype(np.float32)  # (P, D)
         hits = search(queries, database, _ANALOGY_CANDIDATES, exclude=abc, device=device,
                       memory_budget=memory_budget)

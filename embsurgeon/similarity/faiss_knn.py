@@ -9,9 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from embsurgeon.errors import DtypeError, require
+from embsurgeon.linalg import unit_rows
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
+    DEFAULT_PRECISION,
     Device,
     Hits,
     Metric,
@@ -24,13 +28,17 @@ _MAX_QUERY_CHUNK = 65536
 
 
 def _normalized(rows: np.ndarray, metric: Metric) -> np.ndarray:
-    x = np.array(rows, dtype=np.float32, order="C", copy=True)  # (B, D), ours to modify
-    bad = ~np.isfinite(x).all(axis=1)
-    x[bad] = 0.0
+    """A float32 C-order copy (faiss's layout; float32 halves the memory of float64) with
+    non-finite rows set to zero, so they score 0 as in the torch backend; unit rows for
+    cosine."""
     if metric is Metric.COSINE:
-        norms = np.linalg.norm(x, axis=1, keepdims=True)  # (B, 1)
-        np.divide(x, norms, out=x, where=norms > 0)
-    return x
+        # A NaN/Inf row comes out non-finite and is zeroed below; no warning for it.
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = unit_rows(rows, dtype=np.float32)  # (B, D), a fresh copy
+    else:
+        x = np.array(rows, dtype=np.float32, copy=True)  # (B, D)
+    x[~np.isfinite(x).all(axis=1)] = 0.0
+    return np.ascontiguousarray(x)
 
 
 def search(
@@ -38,11 +46,11 @@ def search(
     database: np.ndarray,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
+    metric: Metric | str = DEFAULT_METRIC,
     exclude: np.ndarray | None = None,
     column_penalty: np.ndarray | None = None,
-    device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    device: Device | str = DEFAULT_DEVICE,
+    precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Hits:
     """Exact top-``k`` with faiss; arguments as for the torch backend.

@@ -59,6 +59,11 @@ class Precision(str, Enum):
 
 
 DEFAULT_K = 10
+#: The score matmul's precision unless asked (``--precision``): exact float32 everywhere.
+DEFAULT_PRECISION = Precision.FLOAT32
+DEFAULT_METRIC = Metric.COSINE
+#: CUDA when torch sees a device, else the CPU (``--device``).
+DEFAULT_DEVICE = Device.AUTO
 #: Working memory for tiles, beyond the input table and the (Q, k) results.
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: Whole-width tiles (one top-k per query, no merging) are used when at least this many query
@@ -113,7 +118,7 @@ def _tile_bytes(bq: int, bd: int, dim: int, k: int, eb: int) -> int:
 
 def plan_tiles(n_queries: int, n_database: int, dim: int, k: int, *,
                memory_budget: int = DEFAULT_MEMORY_BUDGET,
-               precision: Precision | str = Precision.FLOAT32) -> TilePlan:
+               precision: Precision | str = DEFAULT_PRECISION) -> TilePlan:
     """The largest tiles whose working memory fits ``memory_budget`` bytes.
 
     Whole database rows per tile are preferred (one top-k per query, no merging); otherwise
@@ -292,11 +297,11 @@ def search(
     database: np.ndarray,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
+    metric: Metric | str = DEFAULT_METRIC,
     exclude: np.ndarray | None = None,
     column_penalty: np.ndarray | None = None,
-    device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    device: Device | str = DEFAULT_DEVICE,
+    precision: Precision | str = DEFAULT_PRECISION,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Hits:
     """Exact top-``k`` database rows for every query row.

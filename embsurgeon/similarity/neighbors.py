@@ -19,8 +19,11 @@ import numpy as np
 from embsurgeon.errors import VocabularyError
 from embsurgeon.similarity.backends import DEFAULT_BACKEND, Backend, get_search
 from embsurgeon.similarity.knn import (
+    DEFAULT_DEVICE,
     DEFAULT_K,
     DEFAULT_MEMORY_BUDGET,
+    DEFAULT_METRIC,
+    DEFAULT_PRECISION,
     Device,
     Metric,
     Precision,
@@ -33,6 +36,8 @@ from embsurgeon.table import EmbeddingTable
 Query = str | int | np.ndarray
 #: Builds a vector for a token the table lacks (subword composition), or returns None.
 Composer = Callable[[str], "np.ndarray | None"]
+#: Seed of :func:`random_rows` (``neighbors --random N --seed``) unless one is given.
+DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ class SubwordComposer:
         return result.vectors[0]
 
 
-def random_rows(table: EmbeddingTable, n: int, seed: int = 0) -> list[int]:
+def random_rows(table: EmbeddingTable, n: int, seed: int = DEFAULT_SEED) -> list[int]:
     """``n`` distinct random row numbers (all rows if ``n`` exceeds the table), reproducible."""
     rng = np.random.default_rng(seed)
     return [int(r) for r in rng.choice(len(table), size=min(n, len(table)), replace=False)]
@@ -190,9 +195,9 @@ def nearest_neighbors(
     queries: Sequence[Query] | None = None,
     k: int = DEFAULT_K,
     *,
-    metric: Metric | str = Metric.COSINE,
-    device: Device | str = Device.AUTO,
-    precision: Precision | str = Precision.FLOAT32,
+    metric: Metric | str = DEFAULT_METRIC,
+    device: Device | str = DEFAULT_DEVICE,
+    precision: Precision | str = DEFAULT_PRECISION,
     backend: Backend | str = DEFAULT_BACKEND,
     include_self: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,

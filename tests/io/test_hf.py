@@ -24,6 +24,7 @@ from embsurgeon.table import EmbeddingTable, placeholder_token
 ARCHITECTURES = {
     "tiny-bert": ("embeddings.word_embeddings.weight", 0),
     "tiny-bert-classifier": ("bert.embeddings.word_embeddings.weight", 0),
+    "tiny-bert-mlm": ("bert.embeddings.word_embeddings.weight", 0),
     "tiny-bert-sharded": ("embeddings.word_embeddings.weight", 0),
     "tiny-bert-fp16": ("embeddings.word_embeddings.weight", 0),
     "tiny-bert-bin": ("embeddings.word_embeddings.weight", 0),

@@ -6,7 +6,13 @@ import torch
 from safetensors.torch import load_file
 
 from embsurgeon import read_table, write_table
-from embsurgeon.errors import DtypeError, FormatError, OutputError, VocabularyError
+from embsurgeon.errors import (
+    DtypeError,
+    FormatError,
+    OutputError,
+    TensorNotFoundError,
+    VocabularyError,
+)
 from embsurgeon.table import EmbeddingTable
 
 
@@ -112,7 +118,8 @@ def test_corrupt_pt_is_refused(tmp_path):
         read_table(out, "pt")
 
 
-def test_pickle_with_code_is_never_run(tmp_path):
+@pytest.mark.parametrize("zipped", [True, False])
+def test_pickle_with_code_is_never_run(tmp_path, zipped):
     import pickle
 
     class Evil:
@@ -120,7 +127,67 @@ def test_pickle_with_code_is_never_run(tmp_path):
             return (exec, (f"open({str(tmp_path / 'pwned')!r}, 'w').write('pwned')",))
 
     out = tmp_path / "evil.pt"
-    torch.save({"weight": torch.zeros(2, 2), "x": Evil()}, out, pickle_module=pickle)
-    with pytest.raises(FormatError, match="never code"):
+    torch.save({"weight": torch.zeros(2, 2), "x": Evil()}, out, pickle_module=pickle,
+               _use_new_zipfile_serialization=zipped)
+    with pytest.raises(FormatError, match=r"evil\.pt: refused to load .*never code"):
         read_table(out, "pt")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_same_table_same_bytes(tmp_path, table, dtype):
+    many = table.with_metadata(**{f"key{i}": str(i) for i in range(20)})
+    write_table(many, tmp_path / "a.safetensors", dtype=dtype)
+    write_table(many, tmp_path / "b.safetensors", dtype=dtype)
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_same_bytes_across_processes_and_no_torch_for_bfloat16(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from embsurgeon import write_table\n"
+        "from embsurgeon.table import EmbeddingTable\n"
+        "t = EmbeddingTable(['a', 'b'], np.array([[1, 2.5], [3, 1e-3]], np.float32),\n"
+        "                   {f'k{i}': str(i) for i in range(30)})\n"
+        "write_table(t, sys.argv[1], dtype='bfloat16')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"s{seed}.safetensors"
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert load_file(tmp_path / "s1.safetensors")["weight"].dtype == torch.bfloat16
+
+
+def test_legacy_pt_reads(tmp_path, table):
+    out = tmp_path / "old.pt"
+    torch.save({"weight": torch.from_numpy(table.vectors)}, out,
+               _use_new_zipfile_serialization=False)
+    back = read_table(out, "pt")
+    np.testing.assert_array_equal(back.vectors, table.vectors)
+
+
+def test_bare_tensor_pt_reads_as_weight(tmp_path, table):
+    out = tmp_path / "bare.pt"
+    torch.save(torch.from_numpy(table.vectors).to(torch.bfloat16), out)
+    back = read_table(out)
+    assert back.source_dtype == "bfloat16" and back.vectors.shape == (5, 8)
+
+
+def test_pt_without_the_tensor_names_what_it_has(tmp_path):
+    out = tmp_path / "two.pt"
+    torch.save({"a": torch.zeros(2, 2), "b": torch.zeros(2, 2)}, out)
+    with pytest.raises(TensorNotFoundError, match=r"no tensor 'weight' \(has a, b\); pass "
+                                                  r"--tensor NAME"):
+        read_table(out, "pt")
+    assert read_table(out, "pt", tensor="b").vectors.shape == (2, 2)
+    st = tmp_path / "w.safetensors"
+    write_table(EmbeddingTable(["x"], np.zeros((1, 2), np.float32)), st)
+    with pytest.raises(TensorNotFoundError, match=r"no tensor 'c' \(has weight\)"):
+        read_table(st, tensor="c")

@@ -35,6 +35,21 @@ def test_faiss_backend_handles_zero_rows_small_tables_and_no_queries():
     assert faiss_search(db[:0], db, 3).ids.shape == (0, 3)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_faiss_backend_scores_nonfinite_rows_zero_like_torch(metric):
+    # float64, Fortran-ordered input: the backend makes its own float32 C-ordered copy
+    db = np.asfortranarray(TABLE[:8].astype(np.float64))
+    db[1, 3], db[4, 0], db[6] = np.nan, np.inf, 0.0
+    faiss_search = get_search("faiss")
+    theirs = faiss_search(db, db, 7, metric=metric, exclude=np.arange(8)[:, None])
+    ours = search(db, db, 7, metric=metric, exclude=np.arange(8)[:, None], device="cpu")
+    assert np.isfinite(theirs.scores).all()
+    for row in (1, 4, 6):
+        np.testing.assert_array_equal(theirs.scores[row], 0.0)
+    np.testing.assert_allclose(theirs.scores, ours.scores, atol=1e-5)
+    assert np.isnan(db[1, 3])  # the caller's array is left alone
+
+
 def test_faiss_backend_refuses_what_it_cannot_do():
     faiss_search = get_search("faiss")
     with pytest.raises(SimilarityError, match="use --backend torch for CUDA"):

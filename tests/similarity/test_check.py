@@ -107,8 +107,43 @@ def test_word_pairs_and_analogies_before_and_after(gensim_data):
 
 def test_too_few_shared_tokens():
     other = EmbeddingTable(["w0", "x"], np.ones((2, 12), np.float32))
-    with pytest.raises(VocabularyError, match="the tables share 1 token"):
+    with pytest.raises(VocabularyError, match=r"the tables share 1 token\(s\); a check needs "
+                                              r"at least 3 \(are they the same vocabulary"):
         run(BEFORE, other)
+    # two shared tokens: each one's only neighbour is the other, agreement would be forced
+    other = EmbeddingTable(["w0", "w1", "x"], RNG.standard_normal((3, 12)).astype(np.float32))
+    with pytest.raises(VocabularyError, match="the tables share 2 token"):
+        run(BEFORE, other, k=1)
+
+
+def few_shared(n):
+    """A table sharing its first ``n`` tokens with BEFORE, with unrelated vectors."""
+    return EmbeddingTable([*TOKENS[:n], "extra"],
+                          RNG.standard_normal((n + 1, 12)).astype(np.float32))
+
+
+def test_k_near_the_shared_count_is_refused_not_reported_as_agreement():
+    # 10 shared tokens and k=10: every neighbour list would be all 9 others, overlap 1.0
+    with pytest.raises(VocabularyError, match=r"the tables share 10 tokens, too few for "
+                                              r"overlap@10: .* among 9 other tokens agree by "
+                                              r"chance; use k 4 or less \(-k 4\)"):
+        run(BEFORE, few_shared(10))
+    with pytest.raises(VocabularyError, match="too few for overlap@5"):
+        run(BEFORE, few_shared(10), k=5)
+    report = run(BEFORE, few_shared(10), k=4)  # the largest k half the others allow
+    assert report.k == 4 and report.requested_k is None
+    assert report.chance_overlap == pytest.approx(4 / 9)
+    assert report.overlap.mean < 1.0  # unrelated vectors do not agree perfectly
+
+
+def test_reduce_k_lowers_k_and_says_so():
+    report = run(BEFORE, few_shared(10), reduce_k=True)
+    assert (report.k, report.requested_k, report.common_tokens) == (4, 10, 10)
+    assert all(len(c.before) == 4 for c in report.most_changed)
+    data = report.to_dict()
+    assert data["k"] == 4 and data["requested_k"] == 10
+    assert data["chance_overlap"] == pytest.approx(4 / 9)
+    assert run(BEFORE, BEFORE, sample=20, anchors=20, reduce_k=True).requested_k is None
 
 
 def test_zero_rows_do_not_break_the_check():
