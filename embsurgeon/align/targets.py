@@ -15,7 +15,7 @@ from pathlib import Path
 
 from embsurgeon.align.forms import guess_vocabulary
 from embsurgeon.errors import AlignmentError, FormatError, VocabularyError
-from embsurgeon.io.formats import ReadOptions
+from embsurgeon.io.formats import ReadOptions, plain_suffix, read_head, read_table
 from embsurgeon.table import EmbeddingTable
 from embsurgeon.vocab import Vocabulary, find_tokenizer_file, load_vocabulary
 
@@ -100,9 +100,9 @@ def _load_path(path: Path, encoding: str, options: ReadOptions) -> Vocabulary:
         raise AlignmentError(f"{path}: target not found; pass a tokenizer, model directory, "
                              "word list, frequency file or embedding table")
     if path.is_dir() and find_tokenizer_file(path) is None:
-        return table_vocabulary(_read_table(path, options))
+        return table_vocabulary(read_table(path, options=options))
     if path.is_file() and (_looks_like_table(path)):
-        return table_vocabulary(_read_table(path, options))
+        return table_vocabulary(read_table(path, options=options))
     try:
         return load_vocabulary(path, encoding=encoding)
     except (VocabularyError, FormatError) as exc:
@@ -114,13 +114,10 @@ def _load_path(path: Path, encoding: str, options: ReadOptions) -> Vocabulary:
 
 def _looks_like_table(path: Path) -> bool:
     """An embedding file rather than a vocabulary: by suffix, else a first line of numbers."""
-    from embsurgeon.io.formats import plain_suffix, read_head
-
     if plain_suffix(path) in _TABLE_SUFFIXES:
         return True
     if path.name in ("vocab.txt", "vocab.json", "tokenizer.json") or path.suffix == ".model":
         return False
-
     try:
         head = read_head(path, 65536).decode("utf-8", errors="replace")
     except OSError:
@@ -141,9 +138,3 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _read_table(path: Path, options: ReadOptions) -> EmbeddingTable:
-    from embsurgeon.io.formats import read_table
-
-    return read_table(path, options=options)
