@@ -494,9 +494,14 @@ def finite_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     >>> finite_rows(np.array([[1.0], [np.nan], [2.0]]), np.array([2, 1, 0])).tolist()
     [2, 0]
     """
-    if rows.size == 0:
-        return rows
-    return rows[np.isfinite(row_norms(matrix, rows))]  # a NaN or inf entry gives a NaN/inf norm
+    keep = np.empty(len(rows), dtype=bool)  # (R,)
+    for start in range(0, len(rows), _FINITE_CHUNK):
+        block = matrix[rows[start:start + _FINITE_CHUNK]]  # (B, D), never a copy of the whole
+        keep[start:start + len(block)] = np.isfinite(block).all(axis=1)
+    return rows[keep]
+
+
+_FINITE_CHUNK = 16384
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:

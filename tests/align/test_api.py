@@ -285,3 +285,12 @@ def test_only_nonfinite_copied_rows_is_an_error_naming_one():
 def test_parse_init_errors(spec, words):
     with pytest.raises(AlignmentError, match=words):
         parse_init(spec)
+
+
+def test_finite_rows_in_blocks(monkeypatch):
+    from embsurgeon.align import api
+
+    monkeypatch.setattr(api, "_FINITE_CHUNK", 2)
+    matrix = np.array([[1e300, 0], [np.nan, 0], [0, 0], [-np.inf, 1], [2, 2]])
+    assert api.finite_rows(matrix, np.array([4, 3, 2, 1, 0])).tolist() == [4, 2, 0]
+    assert api.finite_rows(matrix, np.array([], dtype=np.int64)).tolist() == []
