@@ -488,6 +488,9 @@ def align(
                      linear_map=transformed.linear_map if transformed else None)
 
 
+_FINITE_CHUNK = 16384  # rows per block
+
+
 def finite_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The ids in ``rows`` whose rows of ``matrix`` hold only finite values, in order.
 
@@ -499,9 +502,6 @@ def finite_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
         block = matrix[rows[start:start + _FINITE_CHUNK]]  # (B, D), never a copy of the whole
         keep[start:start + len(block)] = np.isfinite(block).all(axis=1)
     return rows[keep]
-
-
-_FINITE_CHUNK = 16384
 
 
 def _method_order(chain: Sequence[InitMethod]) -> list[str]:
