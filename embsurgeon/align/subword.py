@@ -74,8 +74,14 @@ def subword_init(tokens: Sequence[str], surfaces: Sequence[Surface], context: In
     owners: list[int] = []
     names: list[tuple[str, ...]] = [()] * len(tokens)
     values: list[tuple[float, ...]] = [()] * len(tokens)
-    for position, surface in enumerate(surfaces):
-        pieces = [p for p in pieces_of(surface) if p.token not in unk and p.token in available]
+    found = [[p for p in pieces_of(surface) if p.token not in unk and p.token in available]
+             for surface in surfaces]
+    # Rows with NaN or inf (read with --allow-nonfinite) would make every average NaN.
+    used = np.unique(np.array([available[p.token] for ps in found for p in ps], dtype=np.int64))
+    bad = set(used[~np.isfinite(source.vectors[used]).all(axis=1)].tolist()) if used.size else set()
+    for position, pieces in enumerate(found):
+        if bad:
+            pieces = [p for p in pieces if available[p.token] not in bad]
         if length_weighted:
             pieces = [p for p in pieces if p.length > 0]
             total = float(sum(p.length for p in pieces))

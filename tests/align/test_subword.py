@@ -338,3 +338,13 @@ def test_byte_level_source_without_a_tokenizer_through_align():
     with pytest.raises(AlignmentError, match=r"--init subword: the byte-bpe source vocabulary "
                                              r".* has no tokenizer file; pass the tokenizer\.json"):
         align(table, ["the", "sunflower"], init="subword,mean")
+
+
+def test_nonfinite_pieces_are_left_out():
+    vectors = np.array([[1, 0], [np.nan, 0], [0, 2], [np.inf, np.inf]], dtype=np.float32)
+    table = EmbeddingTable(["sun", "flower", "moon", "shine"], vectors)
+    r = initialize("subword", ["sunflower", "moonshine", "shineshine"],
+                   [Surface("sunflower", True), Surface("moonshine", True),
+                    Surface("shineshine", True)], InitContext(table))
+    assert r.sources[:2] == (("sun",), ("moon",)) and r.filled.tolist() == [True, True, False]
+    np.testing.assert_array_equal(r.vectors[:2], [[1, 0], [0, 2]])
