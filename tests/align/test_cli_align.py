@@ -278,5 +278,5 @@ def test_unwritable_report_leaves_nothing_behind(tmp_path):
     result = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "p1.safetensors"),
                                       "--from", "glove", "--target", str(_words(tmp_path)),
                                       "--report", "/proc/embsurgeon-p1.json"])
-    assert result.exit_code == 1 and "embsurgeon-p1" in result.output
+    assert result.exit_code == 1 and "cannot write /proc/embsurgeon-p1.json" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["target.txt", "vectors.txt"]
