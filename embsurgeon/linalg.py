@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-_CHUNK = 65536  # rows per block: norms of a 250k x 4096 matrix without a float64 copy of it
+# Rows per block: a float64 block of a 4096-wide matrix stays near 128 MiB, never a full copy.
+_CHUNK_BYTES = 128 << 20
 
 
 def row_norms(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -22,8 +23,9 @@ def row_norms(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray
     """
     count = vectors.shape[0] if rows is None else len(rows)
     out = np.empty(count, dtype=np.float64)  # (R,)
-    for start in range(0, count, _CHUNK):
-        picked = slice(start, start + _CHUNK) if rows is None else rows[start:start + _CHUNK]
+    step = max(1, _CHUNK_BYTES // (8 * max(1, vectors.shape[1])))
+    for start in range(0, count, step):
+        picked = slice(start, start + step) if rows is None else rows[start:start + step]
         block = np.asarray(vectors[picked], dtype=np.float64)  # (B, D)
         out[start:start + len(block)] = np.sqrt(np.einsum("ij,ij->i", block, block))
     return out
