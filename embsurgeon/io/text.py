@@ -5,12 +5,18 @@ lines agree with its dimension. Each data line is ``token v1 ... vD``; a token m
 spaces (GloVe 840B has them), so the vector is the *last* ``D`` fields and the rest is the
 token. Headerless files take ``D`` from the most common field count of their first lines.
 
-Speed comes from reading big byte chunks of whole lines and handing the numbers of a chunk to
-numpy's C parser (``np.loadtxt``) in one call; a chunk that does not fit the simple layout
-(tokens with spaces, tabs, blank lines, a damaged line) is re-read line by line, which also
-finds the exact line to blame. ``limit``/``keep``/``keep_if`` are applied chunk by chunk, so a
-filtered read never holds the rows it drops, and the output matrix is sized from what the file
-size can justify, never from a header alone.
+Speed comes from reading big byte chunks of whole lines and parsing each chunk in one call:
+with the optional compiled module :mod:`embsurgeon._fastparse` (built at install time where a C
+compiler exists) a line the compiled parser declines (a token with spaces, a blank line,
+``nan``, a damaged line) is read by the line-exact Python path and the parser resumes after
+it; without the module, numpy's C parser (``np.loadtxt``) takes the chunk and a chunk that does
+not fit the simple layout (tokens with spaces, tabs, blank lines, a damaged line) is re-read
+line by line, which also finds the exact line to blame. Both give the same values bit for bit
+(the double Python's ``float()`` gives, rounded to float32), the same errors and line numbers.
+
+``limit``/``keep``/``keep_if`` are applied chunk by chunk, so a filtered read never holds the
+rows it drops, and the output matrix is sized from what the file size can justify, never from
+a header alone.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import codecs
 import io
 import math
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 import numpy as np
@@ -33,6 +41,15 @@ from embsurgeon.io.compression import compression_of, open_binary
 from embsurgeon.io.formats import DecodeErrors, DType, ReadOptions, WriteOptions
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
+
+try:
+    from embsurgeon import _fastparse
+except ImportError:  # not built (no C compiler at install time): the numpy paths are used
+    _fastparse = None  # type: ignore[assignment]
+
+#: The compiled parser both readers use, or None for the pure-numpy path. Set the environment
+#: variable ``EMBSURGEON_PURE_NUMPY=1`` (or this attribute to None) to force the numpy path.
+COMPILED = None if os.environ.get("EMBSURGEON_PURE_NUMPY") else _fastparse
 
 #: Bytes read per chunk: big enough that numpy's per-call overhead vanishes, small enough that
 #: the chunk and its parsed block stay a rounding error next to the output matrix.
@@ -113,6 +130,15 @@ class Decoder:
         except UnicodeDecodeError:
             return [self.one(raw, first_line + i) for i, raw in enumerate(raws)]
         return joined.split("\n") if raws else []
+
+    def joined(self, blob: bytes, count: int, first_line: int) -> list[str]:
+        """Like :meth:`many` for ``count`` tokens already joined by ``b"\\n"``."""
+        if not count:
+            return []
+        try:
+            return blob.decode(self.encoding).split("\n")
+        except UnicodeDecodeError:
+            return [self.one(raw, first_line + i) for i, raw in enumerate(blob.split(b"\n"))]
 
 
 def corrupt_stream(path: Path, exc: BaseException) -> FormatError:
@@ -305,6 +331,7 @@ class _TextReader:
         self.decoder = Decoder(path, options.encoding, options.decode_errors)
         self.file_size = path.stat().st_size
         self.compressed = compression_of(path) is not None
+        self._scratch: np.ndarray | None = None  # the compiled parser's per-chunk output
 
     def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[bytes]:
         """Runs of whole lines, each copied once (reading is a large share of the time)."""
@@ -352,6 +379,7 @@ class _TextReader:
             sink = self._sink(header, dim, body, body_start)
             rows_seen = 0
             line_no = 2 if header else 1
+            filtered = opts.keep is not None or opts.keep_if is not None
             for chunk in self._chunks(handle, body, bar):
                 body = b""
                 parsed = self._parse(chunk, dim, line_no)
@@ -362,7 +390,10 @@ class _TextReader:
                         f"{self.path}: the header promises {header[0]} rows but the file holds "
                         "more; fix the header (first line) or pass --limit"
                     )
-                self._store(sink, parsed, self._estimate_rows(chunk, len(parsed.tokens), handle))
+                # Growing to the rows the rest of the file holds is right only when all are kept.
+                estimate = 0 if filtered else self._estimate_rows(chunk, len(parsed.tokens),
+                                                                  handle)
+                self._store(sink, parsed, estimate)
                 if sink.full:
                     break
             else:
@@ -471,11 +502,51 @@ class _TextReader:
     # -- parsing one chunk ------------------------------------------------------------------
 
     def _parse(self, chunk: bytes, dim: int, first_line: int) -> _Parsed:
+        if COMPILED is not None:
+            return self._parse_compiled(COMPILED, chunk, dim, first_line)
         fast = self._parse_fast(chunk, dim)
         if fast is not None:  # no blank lines on this path: one line per token
             tokens, block = fast
             return _Parsed(self.decoder.many(tokens, first_line), block, len(tokens), first_line)
         return self._parse_slow(chunk, dim, first_line)
+
+    def _parse_compiled(self, compiled: ModuleType, chunk: bytes, dim: int, first_line: int
+                        ) -> _Parsed:
+        """The chunk through the compiled parser; each line it declines goes through
+        :meth:`_parse_slow` alone (which decides, or names the line's error), then it resumes."""
+        # Every line that makes a row holds at least 2 * dim + 1 bytes and its newline (the
+        # last may lack one): a bound on the rows without counting newlines.
+        block = self._block(len(chunk) // (2 * dim + 2) + 1, dim)  # (rows, D), reused
+        tokens: list[str] = []
+        line_nos: list[int] | None = None  # only once a line was skipped or declined
+        pos = row = 0
+        line = first_line
+        while True:
+            blob, count, pos = compiled.parse_text(chunk, pos, dim, block[row:])
+            tokens += self.decoder.joined(blob, count, line)
+            if line_nos is not None:
+                line_nos += range(line, line + count)
+            row += count
+            line += count
+            if pos >= len(chunk):
+                break
+            end = chunk.find(b"\n", pos) + 1 or len(chunk)
+            one = self._parse_slow(chunk[pos:end], dim, line)
+            if line_nos is None:
+                line_nos = list(range(first_line, line))
+            if one.tokens:  # not a blank line
+                block[row] = one.vectors[0]
+                tokens.append(one.tokens[0])
+                line_nos.append(line)
+                row += 1
+            line += 1
+            pos = end
+        return _Parsed(tokens, block[:row], line - first_line, first_line, line_nos)
+
+    def _block(self, rows: int, dim: int) -> np.ndarray:
+        if self._scratch is None or len(self._scratch) < rows:
+            self._scratch = np.empty((max(rows, 1024), dim), dtype=np.float32)
+        return self._scratch[:rows]
 
     def _parse_fast(self, chunk: bytes, dim: int) -> tuple[list[bytes], np.ndarray] | None:
         """The whole chunk through numpy's C parser; None when it needs reading line by line.
