@@ -2,9 +2,9 @@
  * embsurgeon/io/word2vec_bin.py).  Python keeps every decision about errors, filters, NaN/Inf,
  * encodings and line numbers; this module only does the two inner loops numpy cannot do fast:
  *
- *   parse_text(data, start, dim, out)      -> (tokens, rows, stop)
+ *   parse_text(data, start, dim, out) -> (tokens, rows, stop, nonfinite)
  *   scan_records(data, start, end, dim, max_records, max_token, out)
- *       -> (tokens, rows, stop, bad)
+ *       -> (tokens, rows, stop, bad, nonfinite)
  *
  * Both write float32 rows into `out` (any writable C-contiguous buffer, e.g. a numpy float32
  * array), never past its last whole row, and return the rows' tokens joined by b"\n" (tokens
@@ -196,6 +196,17 @@ static PyObject *join_tokens(const unsigned char *data, const Spans *spans, Py_s
     return blob;
 }
 
+/* No NaN or Inf in a row of float32 bits: saves the caller a pass over the matrix. */
+static inline int row_finite(const unsigned char *row, size_t dim) {
+    uint32_t any = 0;
+    for (size_t j = 0; j < dim; j++) {
+        uint32_t bits;
+        memcpy(&bits, row + 4 * j, 4);
+        any |= (bits & 0x7f800000u) == 0x7f800000u; /* all-ones exponent */
+    }
+    return !any;
+}
+
 /* Resolve the output buffer: how many whole rows of `dim` float32 it holds. */
 static int out_rows(Py_buffer *out, Py_ssize_t dim, Py_ssize_t *rows) {
     if (dim < 1 || dim > PY_SSIZE_T_MAX / 4 / 1024) {
@@ -207,13 +218,14 @@ static int out_rows(Py_buffer *out, Py_ssize_t dim, Py_ssize_t *rows) {
 }
 
 PyDoc_STRVAR(parse_text_doc,
-"parse_text(data, start, dim, out) -> (tokens, rows, stop)\n\n"
+"parse_text(data, start, dim, out) -> (tokens, rows, stop, nonfinite)\n\n"
 "Parse whole lines 'token v1 ... vD' of `data` from byte `start` into the float32 buffer\n"
 "`out`, one row per line. Stops at the end of `data`, when `out` is full, or at the first\n"
 "line it does not take (a blank line, a token with whitespace other than its one separator,\n"
 "a field that is not a plain decimal number, a wrong field count); `stop` is that line's\n"
 "offset, so the caller reads it with its line-exact path. `tokens` is the rows' tokens\n"
-"joined by b'\\n'. The GIL is released while parsing.");
+"joined by b'\\n'; `nonfinite` the first row holding an infinite value, or -1 (the caller\n"
+"then skips its own check). The GIL is released while parsing.");
 
 static PyObject *parse_text(PyObject *self, PyObject *args) {
     Py_buffer in, out;
@@ -234,7 +246,7 @@ static PyObject *parse_text(PyObject *self, PyObject *args) {
     }
     const unsigned char *data = in.buf, *end = data + in.len, *p = data + start;
     float *rowp = out.buf;
-    Py_ssize_t rows = 0;
+    Py_ssize_t rows = 0, nonfinite = -1;
     PyThreadState *released = PyEval_SaveThread();
     while (p < end && rows < capacity) {
         const unsigned char *line = p, *tok = p;
@@ -263,7 +275,10 @@ static PyObject *parse_text(PyObject *self, PyObject *args) {
                 if (parse_hard(p, next, &v) < 0)
                     goto unusual;
             }
-            rowp[j] = (float)v; /* the same double -> float32 rounding numpy and gensim do */
+            float f = (float)v; /* the same double -> float32 rounding numpy and gensim do */
+            if (nonfinite < 0 && !(f <= FLT_MAX && f >= -FLT_MAX)) /* e.g. 1e39 */
+                nonfinite = rows;
+            rowp[j] = f;
             p = next;
         }
         /* Trailing whitespace (fastText writes a space, Windows a CR) then the line end. */
@@ -287,7 +302,7 @@ static PyObject *parse_text(PyObject *self, PyObject *args) {
         PyEval_RestoreThread(released);
     PyObject *blob = join_tokens(data, &spans, rows);
     if (blob)
-        result = Py_BuildValue("Nnn", blob, rows, (Py_ssize_t)(p - data));
+        result = Py_BuildValue("Nnnn", blob, rows, (Py_ssize_t)(p - data), nonfinite);
 done:
     PyMem_Free(spans.pairs);
     PyBuffer_Release(&in);
@@ -296,13 +311,15 @@ done:
 }
 
 PyDoc_STRVAR(scan_records_doc,
-"scan_records(data, start, end, dim, max_records, max_token, out)\n    -> (tokens, rows, stop, bad)\n\n"
+"scan_records(data, start, end, dim, max_records, max_token, out)\n"
+"    -> (tokens, rows, stop, bad, nonfinite)\n\n"
 "Walk word2vec binary records 'token SPACE <dim float32>' in data[start:end], skipping\n"
 "newlines before each token, copying each vector into row i of `out`. Stops after\n"
 "`max_records`, when `out` is full, at a record that does not end before `end` (`stop` is\n"
 "where it begins; read more and call again), or at a bad token: `bad` is then that record's\n"
 "index and its token (empty, over `max_token` bytes or holding a newline) is the last of\n"
-"`tokens`; otherwise `bad` is -1. The GIL is released while scanning.");
+"`tokens`; otherwise `bad` is -1. `nonfinite` is the first row holding NaN or Inf, or -1.\n"
+"The GIL is released while scanning.");
 
 static PyObject *scan_records(PyObject *self, PyObject *args) {
     Py_buffer in, out;
@@ -328,7 +345,7 @@ static PyObject *scan_records(PyObject *self, PyObject *args) {
     const unsigned char *data = in.buf, *end = data + stop_at, *p = data + start;
     const size_t nbytes = (size_t)dim * 4;
     unsigned char *rowp = out.buf;
-    Py_ssize_t rows = 0, bad = -1;
+    Py_ssize_t rows = 0, bad = -1, nonfinite = -1;
     Py_BEGIN_ALLOW_THREADS
     while (rows < capacity) {
         const unsigned char *record = p, *tok;
@@ -352,6 +369,8 @@ static PyObject *scan_records(PyObject *self, PyObject *args) {
             break;
         }
         memcpy(rowp, space + 1, nbytes); /* little-endian float32 on disk and (checked) here */
+        if (nonfinite < 0 && !row_finite(rowp, (size_t)dim))
+            nonfinite = rows;
         rowp += nbytes;
         spans.pairs[2 * rows] = tok - data;
         spans.pairs[2 * rows + 1] = space - tok;
@@ -368,7 +387,7 @@ static PyObject *scan_records(PyObject *self, PyObject *args) {
     }
     PyObject *blob = join_tokens(data, &spans, listed);
     if (blob)
-        result = Py_BuildValue("Nnnn", blob, rows, (Py_ssize_t)(p - data), bad);
+        result = Py_BuildValue("Nnnnn", blob, rows, (Py_ssize_t)(p - data), bad, nonfinite);
 done:
     PyMem_Free(spans.pairs);
     PyBuffer_Release(&in);

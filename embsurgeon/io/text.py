@@ -317,6 +317,7 @@ class _Parsed:
     lines: int  # lines the chunk spans, blank ones included
     first_line: int
     line_nos: list[int] | None = None  # per row, when blank lines were skipped
+    finite: bool = False  # True: known to hold no NaN/Inf, so the check can be skipped
 
     def line_of(self, row: int) -> int:
         return self.line_nos[row] if self.line_nos is not None else self.first_line + row
@@ -479,7 +480,7 @@ class _TextReader:
         if not taken:
             return
         kept = (parsed.vectors if rows is None else parsed.vectors[rows])[:len(taken)]  # (k, D)
-        if not self.options.allow_nonfinite and not all_finite(kept):
+        if not self.options.allow_nonfinite and not parsed.finite and not all_finite(kept):
             j = int(np.flatnonzero(~np.isfinite(kept).all(axis=1))[0])
             row = j if rows is None else rows[j]
             raise FormatError(
@@ -521,8 +522,10 @@ class _TextReader:
         line_nos: list[int] | None = None  # only once a line was skipped or declined
         pos = row = 0
         line = first_line
+        finite = True
         while True:
-            blob, count, pos = compiled.parse_text(chunk, pos, dim, block[row:])
+            blob, count, pos, nonfinite = compiled.parse_text(chunk, pos, dim, block[row:])
+            finite = finite and nonfinite < 0
             tokens += self.decoder.joined(blob, count, line)
             if line_nos is not None:
                 line_nos += range(line, line + count)
@@ -536,12 +539,13 @@ class _TextReader:
                 line_nos = list(range(first_line, line))
             if one.tokens:  # not a blank line
                 block[row] = one.vectors[0]
+                finite = finite and bool(np.isfinite(block[row]).all())
                 tokens.append(one.tokens[0])
                 line_nos.append(line)
                 row += 1
             line += 1
             pos = end
-        return _Parsed(tokens, block[:row], line - first_line, first_line, line_nos)
+        return _Parsed(tokens, block[:row], line - first_line, first_line, line_nos, finite)
 
     def _block(self, rows: int, dim: int) -> np.ndarray:
         if self._scratch is None or len(self._scratch) < rows:

@@ -193,7 +193,7 @@ class _BinaryReader:
                 dest = self._scratch[:room]  # (room, D)
             else:  # straight into the output; duplicates and the limit are sorted out below
                 dest = sink.reserve(room, rows - record)  # (<= room, D) under a limit
-            blob, count, pos, bad = compiled.scan_records(
+            blob, count, pos, bad, nonfinite = compiled.scan_records(
                 buf, pos, n, dim, rows - record, MAX_TOKEN_BYTES, dest)
             if bad >= 0:
                 raw = blob.split(b"\n", count)[-1]  # the good tokens hold no newline
@@ -206,7 +206,8 @@ class _BinaryReader:
             taken, keep_rows = sink.accept(tokens)
             if taken:
                 kept = dest[:len(taken)] if keep_rows is None else dest[keep_rows]  # (k, D)
-                self._check_finite(kept, taken, keep_rows, record)
+                if nonfinite >= 0:  # else known finite: no second pass over the rows
+                    self._check_finite(kept, taken, keep_rows, record)
                 if filtered or keep_rows is not None:
                     sink.reserve(len(taken))[...] = kept
                 sink.commit(taken)
