@@ -7,7 +7,8 @@
  *       -> (tokens, rows, stop, bad, nonfinite)
  *
  * Both write float32 rows into `out` (any writable C-contiguous buffer, e.g. a numpy float32
- * array), never past its last whole row, and return the rows' tokens joined by b"\n" (tokens
+ * array), never past its last whole row (the row after the last one returned may hold a
+ * partly parsed line: scratch), and return the rows' tokens joined by b"\n" (tokens
  * never hold a newline), so Python decodes a chunk's tokens in one call.
  *
  * Only the CPython API and the buffer protocol are used (no numpy headers), so building needs

@@ -79,7 +79,8 @@ def looks_binary(data: bytes) -> bool:
 def all_finite(block: np.ndarray) -> bool:
     """True if ``block`` holds no NaN or Inf: one float64 sum (finite float32 values cannot
     overflow it) instead of a boolean array the size of the block."""
-    return bool(np.isfinite(block.sum(dtype=np.float64)))
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN: not finite, which is the answer
+        return bool(np.isfinite(block.sum(dtype=np.float64)))
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -577,6 +578,9 @@ class _TextReader:
             return None
         # numpy skips blank lines; they would shift the line numbers of later errors.
         if len(parsed) != body.count(b"\n"):
+            return None
+        # The trailing field must be empty: "route 66 1 2 " is a spaced token, not "route".
+        if len(fields) == 3 and parsed["trailing"].any():
             return None
         raw = parsed["token"].tolist()
         if not all(raw) or max(map(len, raw)) >= _TOKEN_WIDTH:

@@ -189,6 +189,14 @@ def test_spaced_tokens_take_the_last_dim_fields(tmp_path):
     np.testing.assert_array_equal(table["route 66"], [2, 2, 2])
 
 
+def test_spaced_token_with_a_number_in_a_file_with_trailing_spaces(tmp_path):
+    path = tmp_path / "trailing.vec"
+    path.write_text("a 1 2 \nroute 66 3 4 \nb 5 6 \n")
+    table = _read(path)
+    assert table.tokens == ("a", "route 66", "b")
+    np.testing.assert_array_equal(table["route 66"], [3, 4])
+
+
 def test_headerless_dim_from_most_common_field_count(tmp_path):
     path = tmp_path / "first-line-odd.txt"
     # Line 1 alone would suggest dim 4; the rest say 3.

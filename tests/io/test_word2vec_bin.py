@@ -17,7 +17,6 @@ from embsurgeon.io.text import read_text
 from embsurgeon.io.word2vec_bin import read_word2vec_bin, sniff_word2vec_bin, write_word2vec_bin
 from embsurgeon.table import EmbeddingTable
 
-
 # Every test runs through the compiled parser and the numpy one (see conftest.py).
 pytestmark = pytest.mark.usefixtures("parser")
 
