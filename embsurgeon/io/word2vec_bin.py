@@ -10,8 +10,6 @@ gets an error naming the ``--from`` to use.
 
 from __future__ import annotations
 
-import mmap
-from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
@@ -47,17 +45,6 @@ CHUNK_BYTES = 16 << 20
 MAX_TOKEN_BYTES = 4096
 _MAX_HEADER_BYTES = 64
 _ROW_DTYPE = np.dtype("<f4")
-
-
-def _map(handle: BinaryIO, whole: bool) -> mmap.mmap:
-    """The whole (plain) file as a read-only buffer. When all of it will be read (``whole``),
-    on Linux its pages are mapped up front, cheaper than faulting them in one by one; a
-    ``--limit`` read touches only the pages it needs."""
-    populate = getattr(mmap, "MAP_POPULATE", 0) if whole else 0
-    if populate:
-        return mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED | populate,
-                         prot=mmap.PROT_READ)
-    return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def sniff_word2vec_bin(path: Path, head: bytes) -> bool:
@@ -101,22 +88,14 @@ class _BinaryReader:
             raise FormatError(f"{path}: the file is empty")
         check_encoding(opts.encoding)
         compressed = compression_of(path) is not None
-        compiled = text.COMPILED
         with open_binary(path) as handle, progress_bar(
                 opts.progress, total=None if compressed else size,
-                desc=f"reading {path.name}") as bar, ExitStack() as stack:
+                desc=f"reading {path.name}") as bar:
             # One reusable buffer filled with readinto: the bytes are copied once, from the
             # file into the buffer, and once more, record by record, into the matrix.
             buf = bytearray(CHUNK_BYTES)
-            data: bytearray | mmap.mmap = buf
-            if compiled is not None and not compressed:
-                # The compiled scanner walks the page cache itself: no copy into `buf`.
-                data = stack.enter_context(_map(handle, whole=opts.limit is None))
-                n = len(data)
-                bar.update(n)
-            else:
-                n = self._fill(handle, buf, 0, bar)
-            rows, dim, pos = _read_header(path, bytes(data[:min(n, 65536)]))
+            n = self._fill(handle, buf, 0, bar)
+            rows, dim, pos = _read_header(path, bytes(buf[:min(n, 65536)]))
             nbytes = dim * _ROW_DTYPE.itemsize
             # Each record needs a token byte, a space and the vector: refuse a header the file
             # cannot hold before allocating for it.
@@ -136,11 +115,12 @@ class _BinaryReader:
                 capacity = min(capacity, 4096)
             sink = RowSink(dim, capacity, opts.limit, opts.keep, opts.keep_if)
             record = 0
-            eof = data is not buf or n < len(buf)
+            eof = n < len(buf)
             step = nbytes + 1  # from a token's space to the byte after its vector
+            compiled = text.COMPILED
             while record < rows and not sink.full:
                 if compiled is not None:
-                    done, pos = self._scan(compiled, sink, data, n, pos, dim, record, rows)
+                    done, pos = self._scan(compiled, sink, buf, n, pos, dim, record, rows)
                     record += done
                 else:
                     # Find the space ending each complete record's token; everything else
@@ -176,10 +156,7 @@ class _BinaryReader:
                 eof = n < len(buf)
                 pos = 0
             if not sink.full:
-                end = min(n, pos + CHUNK_BYTES)
-                if data is not buf:
-                    handle.seek(end)  # where the reader would have read on from
-                self._check_tail(handle, bytes(data[pos:end]), rows)
+                self._check_tail(handle, bytes(buf[pos:n]), rows)
         meta = {SOURCE_DTYPE: "float32", "duplicates": str(sink.duplicates)}
         if self.decoder.replaced:
             meta["decode_replaced"] = str(self.decoder.replaced)
@@ -201,8 +178,8 @@ class _BinaryReader:
                 n += got
         return n
 
-    def _scan(self, compiled: ModuleType, sink: RowSink, buf: bytearray | mmap.mmap, n: int,
-              pos: int, dim: int, record: int, rows: int) -> tuple[int, int]:
+    def _scan(self, compiled: ModuleType, sink: RowSink, buf: bytearray, n: int, pos: int,
+              dim: int, record: int, rows: int) -> tuple[int, int]:
         """The whole records in ``buf[pos:n]`` through the compiled scanner, checked, filtered
         and stored as :meth:`_store` does; (records consumed, offset after them)."""
         filtered = self.options.keep is not None or self.options.keep_if is not None
@@ -211,7 +188,6 @@ class _BinaryReader:
             # Each record takes at least a token byte, a space and the vector.
             room = min(rows - record, (n - pos) // (dim * 4 + 2))
             if filtered:  # scratch rows, of which only the kept are copied into the sink
-                room = min(room, max(CHUNK_BYTES // (dim * 4), 1))  # the file may be mapped
                 if self._scratch is None or len(self._scratch) < room:
                     self._scratch = np.empty((room, dim), dtype=np.float32)
                 dest = self._scratch[:room]  # (room, D)
