@@ -166,6 +166,26 @@ def test_records_with_newlines_and_a_bad_token():
 
 # -- the readers with and without it ---------------------------------------------------------
 
+def test_halves_parsed_at_once_keep_order_and_line_numbers(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((3000, 5)).astype(np.float32)
+    lines = [f"w{i} " + " ".join(f"{v:.9g}" for v in row) for i, row in enumerate(rows)]
+    lines[1700] = "new york " + lines[1700].split(" ", 1)[1]  # declined, in the second half
+    lines[2200] = ""  # a blank line shifts the line numbers after it
+    path = tmp_path / "big.txt"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(text, "PARALLEL", True)
+    monkeypatch.setattr(text, "SPLIT_BYTES", 0)
+    monkeypatch.setattr(text, "CHUNK_BYTES", 50_000)
+    table = read_text(path, ReadOptions())
+    assert table.tokens[1700] == "new york" and table.tokens[2200] == "w2201"
+    np.testing.assert_array_equal(table.vectors, np.delete(rows, 2200, axis=0))
+    lines[2900] = "w2900 1 2 3 4 x"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FormatError, match=r"big.txt, line 2901: b'x' is not a number"):
+        read_text(path, ReadOptions())
+
+
 _TOKEN = st.sampled_from([b"the", b"caf\xc3\xa9", b"\xe5\x8c\x97\xe4\xba\xac", b"a.b", b"x1",
                           b"new york", b"\xff\xfe", b"1", b"-"])
 _FIELD = st.one_of(
@@ -184,11 +204,15 @@ _LINE = st.one_of(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_LINE, min_size=1, max_size=12), chunk=st.integers(8, 200),
        options=st.sampled_from([{}, {"allow_nonfinite": True}, {"decode_errors": "replace"},
-                                {"keep": frozenset({"the", "x1"})}, {"limit": 2}]))
-def test_readers_agree_with_and_without_it(tmp_path, monkeypatch, lines, chunk, options):
+                                {"keep": frozenset({"the", "x1"})}, {"limit": 2}]),
+       split=st.booleans())
+def test_readers_agree_with_and_without_it(tmp_path, monkeypatch, lines, chunk, options, split):
     path = tmp_path / "mixed.txt"
     path.write_bytes(b"".join(lines))
     monkeypatch.setattr(text, "CHUNK_BYTES", chunk)
+    # split: every chunk parsed in two halves at once, as big chunks are on two cores.
+    monkeypatch.setattr(text, "PARALLEL", split)
+    monkeypatch.setattr(text, "SPLIT_BYTES", 0 if split else 1 << 20)
     results = []
     for compiled in (fastparse, None):
         monkeypatch.setattr(text, "COMPILED", compiled)

@@ -28,10 +28,11 @@ import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from embsurgeon.io.compression import compression_of, open_binary
 from embsurgeon.io.formats import DecodeErrors, DType, ReadOptions, WriteOptions
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 try:
     from embsurgeon import _fastparse
@@ -58,6 +62,10 @@ CHUNK_BYTES = 4 << 20
 SNIFF_LINES = 100
 #: Widest token the fast path takes (bytes); a chunk with a longer one goes line by line.
 _TOKEN_WIDTH = 256
+#: Chunks at least this big are parsed in two halves at once by the compiled parser, when
+#: PARALLEL (a second core) allows.
+SPLIT_BYTES = 1 << 20
+PARALLEL = (os.cpu_count() or 1) > 1
 #: Significant digits written: 9 is the least that round-trips every float32 exactly.
 FLOAT_DIGITS = 9
 
@@ -334,6 +342,7 @@ class _TextReader:
         self.file_size = path.stat().st_size
         self.compressed = compression_of(path) is not None
         self._scratch: np.ndarray | None = None  # the compiled parser's per-chunk output
+        self._pool: ThreadPoolExecutor | None = None  # a second core for the compiled parser
 
     def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[bytes]:
         """Runs of whole lines, each copied once (reading is a large share of the time)."""
@@ -361,9 +370,14 @@ class _TextReader:
         check_encoding(opts.encoding)
         if self.file_size == 0:
             raise FormatError(f"{self.path}: the file is empty")
+        from concurrent.futures import ThreadPoolExecutor
+
+        parallel = COMPILED is not None and PARALLEL
         with open_binary(self.path) as handle, progress_bar(
                 opts.progress, total=None if self.compressed else self.file_size,
-                desc=f"reading {self.path.name}") as bar:
+                desc=f"reading {self.path.name}") as bar, (
+                ThreadPoolExecutor(1, thread_name_prefix="embsurgeon-parse") if parallel
+                else nullcontext(None)) as self._pool:
             head = b""
             try:
                 # Enough whole lines to find the header and the dimension (or the whole file).
@@ -514,28 +528,57 @@ class _TextReader:
 
     def _parse_compiled(self, compiled: ModuleType, chunk: bytes, dim: int, first_line: int
                         ) -> _Parsed:
-        """The chunk through the compiled parser; each line it declines goes through
+        """The chunk through the compiled parser. With a second core, the parser runs on the
+        chunk's second half in a worker thread (it releases the GIL) while this thread takes
+        the first half; everything else stays in order on this thread."""
+        size = len(chunk)
+        mid = size
+        if self._pool is not None and size >= SPLIT_BYTES:
+            mid = chunk.find(b"\n", size // 2) + 1 or size
+        n1, n2 = _row_bound(mid, dim), _row_bound(size - mid, dim) if mid < size else 0
+        block = self._block(n1 + n2, dim)  # (n1 + n2, D)
+        second = None
+        if n2 and self._pool is not None:
+            second = self._pool.submit(compiled.parse_text, chunk, mid, dim, block[n1:])
+        with memoryview(chunk) as view, view[:mid] as head:
+            one = self._segment(compiled, chunk, head, 0, mid, dim, block[:n1], first_line, None)
+        if second is None:
+            return one
+        two = self._segment(compiled, chunk, chunk, mid, size, dim, block[n1:],
+                            first_line + one.lines, second.result())
+        r1, r2 = len(one.tokens), len(two.tokens)
+        block[r1:r1 + r2] = block[n1:n1 + r2]  # numpy copes with the overlap
+        line_nos = None
+        if one.line_nos is not None or two.line_nos is not None:
+            line_nos = [*(one.line_nos or range(first_line, first_line + r1)),
+                        *(two.line_nos or range(two.first_line, two.first_line + r2))]
+        return _Parsed(one.tokens + two.tokens, block[:r1 + r2], one.lines + two.lines,
+                       first_line, line_nos, one.finite and two.finite)
+
+    def _segment(self, compiled: ModuleType, chunk: bytes, data: bytes | memoryview, pos: int,
+                 end: int, dim: int, block: np.ndarray, first_line: int,
+                 first: tuple[bytes, int, int, int] | None) -> _Parsed:
+        """``chunk[pos:end]`` (``data`` ends at ``end``) through the compiled parser, starting
+        from its result ``first`` if given; each line it declines goes through
         :meth:`_parse_slow` alone (which decides, or names the line's error), then it resumes."""
-        # Every line that makes a row holds at least 2 * dim + 1 bytes and its newline (the
-        # last may lack one): a bound on the rows without counting newlines.
-        block = self._block(len(chunk) // (2 * dim + 2) + 1, dim)  # (rows, D), reused
         tokens: list[str] = []
         line_nos: list[int] | None = None  # only once a line was skipped or declined
-        pos = row = 0
+        row = 0
         line = first_line
         finite = True
         while True:
-            blob, count, pos, nonfinite = compiled.parse_text(chunk, pos, dim, block[row:])
+            blob, count, pos, nonfinite = first or compiled.parse_text(data, pos, dim, block[row:])
+            first = None
             finite = finite and nonfinite < 0
             tokens += self.decoder.joined(blob, count, line)
             if line_nos is not None:
                 line_nos += range(line, line + count)
             row += count
             line += count
-            if pos >= len(chunk):
+            if pos >= end:
                 break
-            end = chunk.find(b"\n", pos) + 1 or len(chunk)
-            one = self._parse_slow(chunk[pos:end], dim, line)
+            stop = chunk.find(b"\n", pos, end) + 1 or end
+            one = self._parse_slow(chunk[pos:stop], dim, line)
             if line_nos is None:
                 line_nos = list(range(first_line, line))
             if one.tokens:  # not a blank line
@@ -545,7 +588,7 @@ class _TextReader:
                 line_nos.append(line)
                 row += 1
             line += 1
-            pos = end
+            pos = stop
         return _Parsed(tokens, block[:row], line - first_line, first_line, line_nos, finite)
 
     def _block(self, rows: int, dim: int) -> np.ndarray:
@@ -615,6 +658,12 @@ class _TextReader:
             block = np.array(values, dtype=np.float32).reshape(len(values), dim)
         lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
         return _Parsed(tokens, block, lines, first_line, line_nos)
+
+
+def _row_bound(size: int, dim: int) -> int:
+    """Most rows ``size`` bytes of text can hold: every line that makes a row holds at least
+    ``2 * dim + 1`` bytes and its newline (the last may lack one); no need to count lines."""
+    return size // (2 * dim + 2) + 1
 
 
 def _to_float(text: bytes) -> float:
