@@ -60,7 +60,8 @@ static int parse_number_careful(const unsigned char *p, const unsigned char *end
 static inline int parse_number(const unsigned char *p, const unsigned char *end, double *value,
                                const unsigned char **next) {
     const unsigned char *start = p, *digits_at;
-    int negative = 0, has_dot = 0, frac = 0;
+    int negative = 0, has_dot = 0;
+    Py_ssize_t frac = 0;
     uint64_t mantissa = 0;
     if (p < end && (*p == '+' || *p == '-')) {
         negative = *p == '-';
@@ -74,7 +75,7 @@ static inline int parse_number(const unsigned char *p, const unsigned char *end,
         has_dot = 1;
         while (p < end && is_digit(*p))
             mantissa = mantissa * 10 + (uint64_t)(*p++ - '0');
-        frac = (int)(p - f);
+        frac = p - f;
     }
     Py_ssize_t digits = p - digits_at - has_dot;
     /* More than 19 digits may have overflowed; an exponent or a big mantissa needs care. */
@@ -92,7 +93,8 @@ static inline int parse_number(const unsigned char *p, const unsigned char *end,
 
 static int parse_number_careful(const unsigned char *p, const unsigned char *end,
                                 double *value, const unsigned char **next) {
-    int negative = 0, digits = 0, significant = 0, truncated = 0;
+    int negative = 0, significant = 0, truncated = 0;
+    Py_ssize_t digits = 0; /* a field may be absurdly long: no int overflow */
     uint64_t mantissa = 0;
     int64_t exp10 = 0;
     if (p < end && (*p == '+' || *p == '-')) {
