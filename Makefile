@@ -13,7 +13,7 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+$(VENV)/.installed: pyproject.toml embsurgeon/_fastparse.c | $(BIN)/activate
 	$(BIN)/python -m pip install -q "$(TORCH_CPU)" || \
 		$(BIN)/python -m pip install -q "$(TORCH_CPU)" --index-url "$(TORCH_INDEX)"
 	$(BIN)/python -m pip install -q -e ".[test]"

@@ -65,9 +65,10 @@ class EmbeddingTable:
             raise VocabularyError(
                 f"{len(tokens)} tokens but {vectors.shape[0]} rows; they must agree"
             )
-        for token in tokens:
-            if not isinstance(token, str):
-                raise VocabularyError(f"tokens must be str, got {type(token).__name__}: {token!r}")
+        # One pass over the distinct types, not an isinstance call per token (400k+ tokens).
+        if not all(issubclass(kind, str) for kind in set(map(type, tokens))):
+            token = next(t for t in tokens if not isinstance(t, str))
+            raise VocabularyError(f"tokens must be str, got {type(token).__name__}: {token!r}")
         if len(set(tokens)) != len(tokens):
             seen: dict[str, int] = {}
             for i, token in enumerate(tokens):
@@ -76,14 +77,8 @@ class EmbeddingTable:
                         f"duplicate token {token!r} at rows {seen[token]} and {i}"
                     )
                 seen[token] = i
-        for key, value in self.metadata.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise VocabularyError(
-                    f"metadata must map str to str (it goes into a safetensors header), "
-                    f"got {key!r}: {value!r}"
-                )
         object.__setattr__(self, "tokens", tokens)
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        object.__setattr__(self, "metadata", _checked_metadata(self.metadata))
 
     # -- lookups ---------------------------------------------------------------------------
     @cached_property
@@ -129,7 +124,13 @@ class EmbeddingTable:
                 meta.pop(key, None)
             else:
                 meta[key] = str(value)
-        return EmbeddingTable(self.tokens, self.vectors, meta)
+        # Tokens and vectors are this table's, already validated (checking 400k tokens again
+        # costs tens of milliseconds per call): only the metadata is new.
+        copy = object.__new__(EmbeddingTable)
+        object.__setattr__(copy, "tokens", self.tokens)
+        object.__setattr__(copy, "vectors", self.vectors)
+        object.__setattr__(copy, "metadata", _checked_metadata(meta))
+        return copy
 
     def with_vectors(self, vectors: np.ndarray, **metadata: Any) -> EmbeddingTable:
         """Same tokens, new matrix (for transforms such as PCA or normalization)."""
@@ -166,3 +167,13 @@ class EmbeddingTable:
 
     def astype(self, dtype: np.dtype | type | str) -> EmbeddingTable:
         return EmbeddingTable(self.tokens, self.vectors.astype(dtype, copy=False), self.metadata)
+
+
+def _checked_metadata(metadata: Mapping[str, str]) -> Mapping[str, str]:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise VocabularyError(
+                f"metadata must map str to str (it goes into a safetensors header), "
+                f"got {key!r}: {value!r}"
+            )
+    return MappingProxyType(dict(metadata))

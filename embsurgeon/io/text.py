@@ -5,12 +5,18 @@ lines agree with its dimension. Each data line is ``token v1 ... vD``; a token m
 spaces (GloVe 840B has them), so the vector is the *last* ``D`` fields and the rest is the
 token. Headerless files take ``D`` from the most common field count of their first lines.
 
-Speed comes from reading big byte chunks of whole lines and handing the numbers of a chunk to
-numpy's C parser (``np.loadtxt``) in one call; a chunk that does not fit the simple layout
-(tokens with spaces, tabs, blank lines, a damaged line) is re-read line by line, which also
-finds the exact line to blame. ``limit``/``keep``/``keep_if`` are applied chunk by chunk, so a
-filtered read never holds the rows it drops, and the output matrix is sized from what the file
-size can justify, never from a header alone.
+Speed comes from reading big byte chunks of whole lines and parsing each chunk in one call:
+with the optional compiled module :mod:`embsurgeon._fastparse` (built at install time where a C
+compiler exists) a line the compiled parser declines (a token with spaces, a blank line,
+``nan``, a damaged line) is read by the line-exact Python path and the parser resumes after
+it; without the module, numpy's C parser (``np.loadtxt``) takes the chunk and a chunk that does
+not fit the simple layout (tokens with spaces, tabs, blank lines, a damaged line) is re-read
+line by line, which also finds the exact line to blame. Both give the same values bit for bit
+(the double Python's ``float()`` gives, rounded to float32), the same errors and line numbers.
+
+``limit``/``keep``/``keep_if`` are applied chunk by chunk, so a filtered read never holds the
+rows it drops, and the output matrix is sized from what the file size can justify, never from
+a header alone.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from __future__ import annotations
 import codecs
 import io
 import math
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from types import ModuleType
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -34,6 +43,18 @@ from embsurgeon.io.formats import DecodeErrors, DType, ReadOptions, WriteOptions
 from embsurgeon.progress import progress_bar
 from embsurgeon.table import SOURCE_DTYPE, EmbeddingTable
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+try:
+    from embsurgeon import _fastparse
+except ImportError:  # not built (no C compiler at install time): the numpy paths are used
+    _fastparse = None  # type: ignore[assignment]
+
+#: The compiled parser both readers use, or None for the pure-numpy path. Set the environment
+#: variable ``EMBSURGEON_PURE_NUMPY=1`` (or this attribute to None) to force the numpy path.
+COMPILED = None if os.environ.get("EMBSURGEON_PURE_NUMPY") else _fastparse
+
 #: Bytes read per chunk: big enough that numpy's per-call overhead vanishes, small enough that
 #: the chunk and its parsed block stay a rounding error next to the output matrix.
 CHUNK_BYTES = 4 << 20
@@ -41,6 +62,10 @@ CHUNK_BYTES = 4 << 20
 SNIFF_LINES = 100
 #: Widest token the fast path takes (bytes); a chunk with a longer one goes line by line.
 _TOKEN_WIDTH = 256
+#: Chunks at least this big are parsed in two halves at once by the compiled parser, when
+#: PARALLEL (a second core) allows.
+SPLIT_BYTES = 1 << 20
+PARALLEL = (os.cpu_count() or 1) > 1
 #: Significant digits written: 9 is the least that round-trips every float32 exactly.
 FLOAT_DIGITS = 9
 
@@ -62,7 +87,8 @@ def looks_binary(data: bytes) -> bool:
 def all_finite(block: np.ndarray) -> bool:
     """True if ``block`` holds no NaN or Inf: one float64 sum (finite float32 values cannot
     overflow it) instead of a boolean array the size of the block."""
-    return bool(np.isfinite(block.sum(dtype=np.float64)))
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN: not finite, which is the answer
+        return bool(np.isfinite(block.sum(dtype=np.float64)))
 
 
 def parse_header(line: bytes) -> tuple[int, int] | None:
@@ -113,6 +139,15 @@ class Decoder:
         except UnicodeDecodeError:
             return [self.one(raw, first_line + i) for i, raw in enumerate(raws)]
         return joined.split("\n") if raws else []
+
+    def joined(self, blob: bytes, count: int, first_line: int) -> list[str]:
+        """Like :meth:`many` for ``count`` tokens already joined by ``b"\\n"``."""
+        if not count:
+            return []
+        try:
+            return blob.decode(self.encoding).split("\n")
+        except UnicodeDecodeError:
+            return [self.one(raw, first_line + i) for i, raw in enumerate(blob.split(b"\n"))]
 
 
 def corrupt_stream(path: Path, exc: BaseException) -> FormatError:
@@ -291,6 +326,7 @@ class _Parsed:
     lines: int  # lines the chunk spans, blank ones included
     first_line: int
     line_nos: list[int] | None = None  # per row, when blank lines were skipped
+    finite: bool = False  # True: known to hold no NaN/Inf, so the check can be skipped
 
     def line_of(self, row: int) -> int:
         return self.line_nos[row] if self.line_nos is not None else self.first_line + row
@@ -305,6 +341,8 @@ class _TextReader:
         self.decoder = Decoder(path, options.encoding, options.decode_errors)
         self.file_size = path.stat().st_size
         self.compressed = compression_of(path) is not None
+        self._scratch: np.ndarray | None = None  # the compiled parser's per-chunk output
+        self._pool: ThreadPoolExecutor | None = None  # a second core for the compiled parser
 
     def _chunks(self, handle: BinaryIO, first: bytes, bar: object) -> Iterator[bytes]:
         """Runs of whole lines, each copied once (reading is a large share of the time)."""
@@ -332,9 +370,14 @@ class _TextReader:
         check_encoding(opts.encoding)
         if self.file_size == 0:
             raise FormatError(f"{self.path}: the file is empty")
+        from concurrent.futures import ThreadPoolExecutor
+
+        parallel = COMPILED is not None and PARALLEL
         with open_binary(self.path) as handle, progress_bar(
                 opts.progress, total=None if self.compressed else self.file_size,
-                desc=f"reading {self.path.name}") as bar:
+                desc=f"reading {self.path.name}") as bar, (
+                ThreadPoolExecutor(1, thread_name_prefix="embsurgeon-parse") if parallel
+                else nullcontext(None)) as self._pool:
             head = b""
             try:
                 # Enough whole lines to find the header and the dimension (or the whole file).
@@ -352,6 +395,7 @@ class _TextReader:
             sink = self._sink(header, dim, body, body_start)
             rows_seen = 0
             line_no = 2 if header else 1
+            filtered = opts.keep is not None or opts.keep_if is not None
             for chunk in self._chunks(handle, body, bar):
                 body = b""
                 parsed = self._parse(chunk, dim, line_no)
@@ -362,7 +406,10 @@ class _TextReader:
                         f"{self.path}: the header promises {header[0]} rows but the file holds "
                         "more; fix the header (first line) or pass --limit"
                     )
-                self._store(sink, parsed, self._estimate_rows(chunk, len(parsed.tokens), handle))
+                # Growing to the rows the rest of the file holds is right only when all are kept.
+                estimate = 0 if filtered else self._estimate_rows(chunk, len(parsed.tokens),
+                                                                  handle)
+                self._store(sink, parsed, estimate)
                 if sink.full:
                     break
             else:
@@ -448,7 +495,7 @@ class _TextReader:
         if not taken:
             return
         kept = (parsed.vectors if rows is None else parsed.vectors[rows])[:len(taken)]  # (k, D)
-        if not self.options.allow_nonfinite and not all_finite(kept):
+        if not self.options.allow_nonfinite and not parsed.finite and not all_finite(kept):
             j = int(np.flatnonzero(~np.isfinite(kept).all(axis=1))[0])
             row = j if rows is None else rows[j]
             raise FormatError(
@@ -471,11 +518,83 @@ class _TextReader:
     # -- parsing one chunk ------------------------------------------------------------------
 
     def _parse(self, chunk: bytes, dim: int, first_line: int) -> _Parsed:
+        if COMPILED is not None:
+            return self._parse_compiled(COMPILED, chunk, dim, first_line)
         fast = self._parse_fast(chunk, dim)
         if fast is not None:  # no blank lines on this path: one line per token
             tokens, block = fast
             return _Parsed(self.decoder.many(tokens, first_line), block, len(tokens), first_line)
         return self._parse_slow(chunk, dim, first_line)
+
+    def _parse_compiled(self, compiled: ModuleType, chunk: bytes, dim: int, first_line: int
+                        ) -> _Parsed:
+        """The chunk through the compiled parser. With a second core, the parser runs on the
+        chunk's second half in a worker thread (it releases the GIL) while this thread takes
+        the first half; everything else stays in order on this thread."""
+        size = len(chunk)
+        mid = size
+        if self._pool is not None and size >= SPLIT_BYTES:
+            mid = chunk.find(b"\n", size // 2) + 1 or size
+        n1, n2 = _row_bound(mid, dim), _row_bound(size - mid, dim) if mid < size else 0
+        block = self._block(n1 + n2, dim)  # (n1 + n2, D)
+        second = None
+        if n2 and self._pool is not None:
+            second = self._pool.submit(compiled.parse_text, chunk, mid, dim, block[n1:])
+        with memoryview(chunk) as view, view[:mid] as head:
+            one = self._segment(compiled, chunk, head, 0, mid, dim, block[:n1], first_line, None)
+        if second is None:
+            return one
+        two = self._segment(compiled, chunk, chunk, mid, size, dim, block[n1:],
+                            first_line + one.lines, second.result())
+        r1, r2 = len(one.tokens), len(two.tokens)
+        block[r1:r1 + r2] = block[n1:n1 + r2]  # numpy copes with the overlap
+        line_nos = None
+        if one.line_nos is not None or two.line_nos is not None:
+            line_nos = [*(one.line_nos or range(first_line, first_line + r1)),
+                        *(two.line_nos or range(two.first_line, two.first_line + r2))]
+        return _Parsed(one.tokens + two.tokens, block[:r1 + r2], one.lines + two.lines,
+                       first_line, line_nos, one.finite and two.finite)
+
+    def _segment(self, compiled: ModuleType, chunk: bytes, data: bytes | memoryview, pos: int,
+                 end: int, dim: int, block: np.ndarray, first_line: int,
+                 first: tuple[bytes, int, int, int] | None) -> _Parsed:
+        """``chunk[pos:end]`` (``data`` ends at ``end``) through the compiled parser, starting
+        from its result ``first`` if given; each line it declines goes through
+        :meth:`_parse_slow` alone (which decides, or names the line's error), then it resumes."""
+        tokens: list[str] = []
+        line_nos: list[int] | None = None  # only once a line was skipped or declined
+        row = 0
+        line = first_line
+        finite = True
+        while True:
+            blob, count, pos, nonfinite = first or compiled.parse_text(data, pos, dim, block[row:])
+            first = None
+            finite = finite and nonfinite < 0
+            tokens += self.decoder.joined(blob, count, line)
+            if line_nos is not None:
+                line_nos += range(line, line + count)
+            row += count
+            line += count
+            if pos >= end:
+                break
+            stop = chunk.find(b"\n", pos, end) + 1 or end
+            one = self._parse_slow(chunk[pos:stop], dim, line)
+            if line_nos is None:
+                line_nos = list(range(first_line, line))
+            if one.tokens:  # not a blank line
+                block[row] = one.vectors[0]
+                finite = finite and bool(np.isfinite(block[row]).all())
+                tokens.append(one.tokens[0])
+                line_nos.append(line)
+                row += 1
+            line += 1
+            pos = stop
+        return _Parsed(tokens, block[:row], line - first_line, first_line, line_nos, finite)
+
+    def _block(self, rows: int, dim: int) -> np.ndarray:
+        if self._scratch is None or len(self._scratch) < rows:
+            self._scratch = np.empty((max(rows, 1024), dim), dtype=np.float32)
+        return self._scratch[:rows]
 
     def _parse_fast(self, chunk: bytes, dim: int) -> tuple[list[bytes], np.ndarray] | None:
         """The whole chunk through numpy's C parser; None when it needs reading line by line.
@@ -502,6 +621,9 @@ class _TextReader:
             return None
         # numpy skips blank lines; they would shift the line numbers of later errors.
         if len(parsed) != body.count(b"\n"):
+            return None
+        # The trailing field must be empty: "route 66 1 2 " is a spaced token, not "route".
+        if len(fields) == 3 and parsed["trailing"].any():
             return None
         raw = parsed["token"].tolist()
         if not all(raw) or max(map(len, raw)) >= _TOKEN_WIDTH:
@@ -536,6 +658,12 @@ class _TextReader:
             block = np.array(values, dtype=np.float32).reshape(len(values), dim)
         lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
         return _Parsed(tokens, block, lines, first_line, line_nos)
+
+
+def _row_bound(size: int, dim: int) -> int:
+    """Most rows ``size`` bytes of text can hold: every line that makes a row holds at least
+    ``2 * dim + 1`` bytes and its newline (the last may lack one); no need to count lines."""
+    return size // (2 * dim + 2) + 1
 
 
 def _to_float(text: bytes) -> float:

@@ -11,12 +11,14 @@ gets an error naming the ``--from`` to use.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from embsurgeon.errors import FormatError
+from embsurgeon.io import text
 from embsurgeon.io.atomic import atomic_paths
 from embsurgeon.io.compression import compression_of, open_binary
 from embsurgeon.io.formats import FormatName, ReadOptions, WriteOptions
@@ -75,6 +77,7 @@ class _BinaryReader:
         self.path = path
         self.options = options
         self.decoder = Decoder(path, options.encoding, options.decode_errors, unit="record")
+        self._scratch: np.ndarray | None = None  # the compiled scanner's rows when filtering
 
     def read(self) -> EmbeddingTable:
         path, opts = self.path, self.options
@@ -114,21 +117,26 @@ class _BinaryReader:
             record = 0
             eof = n < len(buf)
             step = nbytes + 1  # from a token's space to the byte after its vector
+            compiled = text.COMPILED
             while record < rows and not sink.full:
-                # Find the space ending each complete record's token; everything else about
-                # the records is worked out with numpy in _store.
-                start, last = pos, n - step
-                spaces: list[int] = []
-                find, add = buf.find, spaces.append
-                for _ in range(rows - record):
-                    space = find(b" ", pos, n)
-                    if space < 0 or space > last:
-                        break
-                    add(space)
-                    pos = space + step
-                if spaces:
-                    self._store(sink, buf, n, start, spaces, nbytes, record, rows)
-                    record += len(spaces)
+                if compiled is not None:
+                    done, pos = self._scan(compiled, sink, buf, n, pos, dim, record, rows)
+                    record += done
+                else:
+                    # Find the space ending each complete record's token; everything else
+                    # about the records is worked out with numpy in _store.
+                    start, last = pos, n - step
+                    spaces: list[int] = []
+                    find, add = buf.find, spaces.append
+                    for _ in range(rows - record):
+                        space = find(b" ", pos, n)
+                        if space < 0 or space > last:
+                            break
+                        add(space)
+                        pos = space + step
+                    if spaces:
+                        self._store(sink, buf, n, start, spaces, nbytes, record, rows)
+                        record += len(spaces)
                 if record >= rows or sink.full:
                     break
                 if n - pos > MAX_TOKEN_BYTES + step + 1:  # room for a record, yet none fits
@@ -170,6 +178,54 @@ class _BinaryReader:
                 n += got
         return n
 
+    def _scan(self, compiled: ModuleType, sink: RowSink, buf: bytearray, n: int, pos: int,
+              dim: int, record: int, rows: int) -> tuple[int, int]:
+        """The whole records in ``buf[pos:n]`` through the compiled scanner, checked, filtered
+        and stored as :meth:`_store` does; (records consumed, offset after them)."""
+        filtered = self.options.keep is not None or self.options.keep_if is not None
+        first = record
+        while record < rows and not sink.full:
+            # Each record takes at least a token byte, a space and the vector.
+            room = min(rows - record, (n - pos) // (dim * 4 + 2))
+            if filtered:  # scratch rows, of which only the kept are copied into the sink
+                if self._scratch is None or len(self._scratch) < room:
+                    self._scratch = np.empty((room, dim), dtype=np.float32)
+                dest = self._scratch[:room]  # (room, D)
+            else:  # straight into the output; duplicates and the limit are sorted out below
+                dest = sink.reserve(room, rows - record)  # (<= room, D) under a limit
+            blob, count, pos, bad, nonfinite = compiled.scan_records(
+                buf, pos, n, dim, rows - record, MAX_TOKEN_BYTES, dest)
+            if bad >= 0:
+                raw = blob.split(b"\n", count)[-1]  # the good tokens hold no newline
+                raise FormatError(
+                    f"{self.path}, record {record + bad + 1}: token {raw[:40]!r} is empty, too "
+                    "long or holds a line break, so the record boundaries are off (the header's "
+                    "dim is wrong or the file is damaged)"
+                )
+            tokens = self.decoder.joined(blob, count, record + 1)
+            taken, keep_rows = sink.accept(tokens)
+            if taken:
+                kept = dest[:len(taken)] if keep_rows is None else dest[keep_rows]  # (k, D)
+                if nonfinite >= 0:  # else known finite: no second pass over the rows
+                    self._check_finite(kept, taken, keep_rows, record)
+                if filtered or keep_rows is not None:
+                    sink.reserve(len(taken))[...] = kept
+                sink.commit(taken)
+            record += count
+            if not count or count < len(dest):  # stopped short of its rows: the data ran out
+                break
+        return record - first, pos
+
+    def _check_finite(self, kept: np.ndarray, taken: list[str], keep_rows: list[int] | None,
+                      record: int) -> None:
+        if not self.options.allow_nonfinite and not all_finite(kept):
+            row = int(np.flatnonzero(~np.isfinite(kept).all(axis=1))[0])
+            raise FormatError(
+                f"{self.path}, record {record + (keep_rows[row] if keep_rows else row) + 1}: "
+                f"NaN or infinite value in the vector of {taken[row]!r}; pass --allow-nonfinite "
+                "to keep such rows"
+            )
+
     def _store(self, sink: RowSink, buf: bytearray, n: int, start: int, spaces: list[int],
                nbytes: int, record: int, rows: int) -> None:
         """Check, decode, filter and copy the records whose token-ending spaces are given."""
@@ -200,15 +256,11 @@ class _BinaryReader:
             return
         vectors = sliding_window_view(data, nbytes)  # (n - nbytes + 1, nbytes), no copy
         picks = ends[:len(taken)] + 1 if keep_rows is None else ends[keep_rows] + 1
-        dest = sink.reserve(len(taken), rows - record)  # (k, D)
+        # Growing to the rows still to come is right only when all are kept.
+        filtered = self.options.keep is not None or self.options.keep_if is not None
+        dest = sink.reserve(len(taken), 0 if filtered else rows - record)  # (k, D)
         dest.view(np.uint8)[...] = vectors[picks]
-        if not self.options.allow_nonfinite and not all_finite(dest):
-            row = int(np.flatnonzero(~np.isfinite(dest).all(axis=1))[0])
-            raise FormatError(
-                f"{self.path}, record {record + (keep_rows[row] if keep_rows else row) + 1}: "
-                f"NaN or infinite value in the vector of {taken[row]!r}; pass --allow-nonfinite "
-                "to keep such rows"
-            )
+        self._check_finite(dest, taken, keep_rows, record)
         sink.commit(taken)
 
     def _broken(self, record: int) -> None:

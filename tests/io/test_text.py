@@ -17,6 +17,9 @@ from embsurgeon.io.formats import ReadOptions, WriteOptions, detect_format
 from embsurgeon.io.text import read_text, sniff_glove, sniff_word2vec, write_glove, write_word2vec
 from embsurgeon.table import EmbeddingTable
 
+# Every test runs through the compiled parser and the numpy one (see conftest.py).
+pytestmark = pytest.mark.usefixtures("parser")
+
 # (file, has header): gensim's own test files, each with a quirk (see test names).
 GENSIM_TEXT = [
     ("test_glove.txt", False),  # GloVe, no header
@@ -186,6 +189,14 @@ def test_spaced_tokens_take_the_last_dim_fields(tmp_path):
     np.testing.assert_array_equal(table["route 66"], [2, 2, 2])
 
 
+def test_spaced_token_with_a_number_in_a_file_with_trailing_spaces(tmp_path):
+    path = tmp_path / "trailing.vec"
+    path.write_text("a 1 2 \nroute 66 3 4 \nb 5 6 \n")
+    table = _read(path)
+    assert table.tokens == ("a", "route 66", "b")
+    np.testing.assert_array_equal(table["route 66"], [3, 4])
+
+
 def test_headerless_dim_from_most_common_field_count(tmp_path):
     path = tmp_path / "first-line-odd.txt"
     # Line 1 alone would suggest dim 4; the rest say 3.
@@ -265,6 +276,22 @@ def test_filtered_read_never_holds_the_dropped_rows(tmp_path, monkeypatch):
         tracemalloc.stop()
     assert kept.tokens == ("w1", "w19999")
     assert peak < 1_500_000, peak
+
+
+def test_filtered_read_grows_only_to_the_rows_it_keeps(tmp_path, monkeypatch):
+    """keep_if keeps 10,000 of 50,000 rows: the matrix grows with the kept rows, not to the
+    rows left in the file (resize zero-fills, so an over-estimate would be resident)."""
+    path, table = _big(tmp_path, rows=50_000, dim=40)  # 8 MB as a matrix, 1.6 MB kept
+    monkeypatch.setattr(text, "CHUNK_BYTES", 64 << 10)
+    tracemalloc.start()
+    try:
+        kept = _read(path, keep_if=lambda t: t[-1] in "05")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(kept.vectors, table.vectors[::5])
+    # About 3.6-3.9 MB with tokens and sets; growing to the file's rows made it 6.7-7.2 MB.
+    assert peak < 5_000_000, peak
 
 
 def test_lying_header_allocates_nothing_absurd(tmp_path):

@@ -17,6 +17,8 @@ from embsurgeon.io.text import read_text
 from embsurgeon.io.word2vec_bin import read_word2vec_bin, sniff_word2vec_bin, write_word2vec_bin
 from embsurgeon.table import EmbeddingTable
 
+# Every test runs through the compiled parser and the numpy one (see conftest.py).
+pytestmark = pytest.mark.usefixtures("parser")
 
 def _read(path, **kwargs):
     return read_word2vec_bin(path, ReadOptions(**kwargs))
@@ -81,6 +83,22 @@ def test_filtered_read_never_holds_the_dropped_rows(tmp_path, monkeypatch):
     assert kept.tokens == ("w3", "w19999")
     np.testing.assert_array_equal(kept.vectors, rows[[3, 19999]])
     assert peak < 1_500_000, peak
+
+
+def test_filtered_read_grows_only_to_the_rows_it_keeps(tmp_path, monkeypatch):
+    rows = np.random.default_rng(0).standard_normal((50_000, 40)).astype(np.float32)  # 8 MB
+    table = EmbeddingTable([f"w{i}" for i in range(50_000)], rows)
+    write_word2vec_bin(table, tmp_path / "big.bin", WriteOptions())
+    monkeypatch.setattr(word2vec_bin, "CHUNK_BYTES", 64 << 10)
+    tracemalloc.start()
+    try:
+        kept = _read(tmp_path / "big.bin", keep_if=lambda t: t[-1] in "05")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(kept.vectors, rows[::5])  # 10,000 rows, 1.6 MB
+    # About 3.6 MB with tokens and sets; growing to the records left made it 6.7 MB.
+    assert peak < 5_000_000, peak
 
 
 def test_nonfinite_rows_dropped_by_the_filter_do_not_matter(tmp_path):
