@@ -255,6 +255,21 @@ class RowSink:
     keep: frozenset[str] | None = None
     keep_if: Callable[[str], bool] | None = None
 
+    @classmethod
+    def for_options(cls, dim: int, most: int, options: ReadOptions) -> RowSink:
+        """A sink for at most ``most`` rows, reserving no more than the filters can keep.
+
+        A filtered read starts small and grows only with the rows it keeps.
+        """
+        capacity = most
+        if options.limit is not None:
+            capacity = min(capacity, options.limit)
+        if options.keep is not None:
+            capacity = min(capacity, len(options.keep))
+        if options.keep_if is not None:
+            capacity = min(capacity, 4096)
+        return cls(dim, max(capacity, 0), options.limit, options.keep, options.keep_if)
+
     def __post_init__(self) -> None:
         self.vectors = np.empty((self.capacity, self.dim), dtype=np.float32)  # (cap, D)
         self.tokens: list[str] = []
@@ -480,14 +495,7 @@ class _TextReader:
             wanted = math.ceil((self.file_size - body_start) / avg * 1.02) + 16
         else:
             wanted = 16
-        capacity = min(wanted, justified)
-        if opts.limit is not None:
-            capacity = min(capacity, opts.limit)
-        if opts.keep is not None:
-            capacity = min(capacity, len(opts.keep))
-        if opts.keep_if is not None:
-            capacity = min(capacity, 4096)
-        return RowSink(dim, max(capacity, 0), opts.limit, opts.keep, opts.keep_if)
+        return RowSink.for_options(dim, min(wanted, justified), opts)
 
     def _store(self, sink: RowSink, parsed: _Parsed, estimate_more: int) -> None:
         """Keep the rows the filters accept; only those must be finite."""

@@ -106,14 +106,8 @@ class _BinaryReader:
                     f"{least} bytes) but only {size - pos} bytes follow; the file is truncated "
                     "or the header is wrong"
                 )
-            capacity = rows if not compressed else min(rows, 8 * size // (nbytes + 2) + 1)
-            if opts.limit is not None:
-                capacity = min(capacity, opts.limit)
-            if opts.keep is not None:
-                capacity = min(capacity, len(opts.keep))
-            if opts.keep_if is not None:
-                capacity = min(capacity, 4096)
-            sink = RowSink(dim, capacity, opts.limit, opts.keep, opts.keep_if)
+            most = rows if not compressed else min(rows, 8 * size // (nbytes + 2) + 1)
+            sink = RowSink.for_options(dim, most, opts)
             record = 0
             eof = n < len(buf)
             step = nbytes + 1  # from a token's space to the byte after its vector
