@@ -107,17 +107,20 @@ def align_file(
     vocab = load_target(target if target is not None else Path(str(map_to)), options=plain)
     source_format = detect_format(src, from_)
     streamed = source_format.streaming and stream
+    # Loaded once: the streaming filter and the alignment both need it.
+    source = load_vocabulary(source_tokenizer) if source_tokenizer is not None else None
     if streamed:
-        read = dataclasses.replace(read, keep_if=_predicate(vocab, source_tokenizer,
+        read = dataclasses.replace(read, keep_if=_predicate(vocab, source,
                                                             align_options.get("overrides")))
     table = read_table(src, source_format.name, read)
     if streamed and len(table) == 0:
         raise AlignmentError(f"{src}: no row matches a token of the target; check --target, "
                              "or pass --no-stream if the file is not word-level")
-    if source_tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
-        source_tokenizer = src
+    tokenizer: Vocabulary | Path | None = source
+    if tokenizer is None and src.is_dir() and find_tokenizer_file(src) is not None:
+        tokenizer = src
     alignment = align(
-        table, vocab, source_vocab=source_vocabulary(table, source_tokenizer),
+        table, vocab, source_vocab=source_vocabulary(table, tokenizer),
         aux=read_table(aux, options=plain) if aux is not None else None,
         fasttext_path=str(src) if source_format.name is FormatName.FASTTEXT_BIN else None,
         transforms=transforms, **align_options)
@@ -145,12 +148,11 @@ def align_file(
     return AlignedOutput(alignment, written, table, streamed)
 
 
-def _predicate(target: Vocabulary, source_tokenizer: str | Path | None,
+def _predicate(target: Vocabulary, source: Vocabulary | None,
                overrides: Mapping[str, str] | None) -> Callable[[str], bool]:
     """keep_if for a streamed source: word-level unless its tokenizer says otherwise."""
-    if source_tokenizer is None:
+    if source is None:
         return keep_predicate(target, overrides=overrides)
-    source = load_vocabulary(source_tokenizer)
     return keep_predicate(target, source_family=source.family,
                           continuation_prefix=source.continuation_prefix, overrides=overrides)
 

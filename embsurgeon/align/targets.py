@@ -73,8 +73,9 @@ def table_vocabulary(table: EmbeddingTable) -> Vocabulary:
     return guess_vocabulary(table.tokens, source=table.metadata.get("source", "table"))
 
 
-def source_vocabulary(table: EmbeddingTable, tokenizer: str | Path | None = None) -> Vocabulary:
-    """The source table's vocabulary: ``tokenizer`` (a file or directory) if given.
+def source_vocabulary(table: EmbeddingTable,
+                      tokenizer: Vocabulary | str | Path | None = None) -> Vocabulary:
+    """The source table's vocabulary: ``tokenizer`` (loaded, or a file or directory) if given.
 
     A checkpoint's tokenizer may list fewer tokens than the matrix has rows (padding rows), or
     more (added tokens without rows); the vocabulary is cut or extended to the table's rows so
@@ -82,7 +83,7 @@ def source_vocabulary(table: EmbeddingTable, tokenizer: str | Path | None = None
     """
     if tokenizer is None:
         return table_vocabulary(table)
-    vocab = load_vocabulary(tokenizer)
+    vocab = tokenizer if isinstance(tokenizer, Vocabulary) else load_vocabulary(tokenizer)
     if vocab.tokens == tuple(table.tokens):
         return vocab
     # The table's own token names are authoritative; keep what the tokenizer says about them.
