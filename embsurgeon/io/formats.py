@@ -173,7 +173,6 @@ def plain_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-_plain_suffix = plain_suffix  # the name callers used before it was public
 
 
 def read_head(path: Path, size: int = _SNIFF_BYTES) -> bytes:
@@ -195,7 +194,7 @@ def detect_format(path: str | Path, explicit: FormatName | str | None = None) ->
         return BY_NAME[FormatName(explicit)]
     if path.is_dir():
         return BY_NAME[FormatName.HF]
-    suffix = _plain_suffix(path)
+    suffix = plain_suffix(path)
     for fmt in FORMATS:
         if suffix in fmt.suffixes and fmt.sniff is None:
             return fmt
@@ -226,7 +225,7 @@ def output_format(path: str | Path, explicit: FormatName | str | None = None) ->
     if explicit is not None:
         fmt = BY_NAME[FormatName(explicit)]
     else:
-        suffix = _plain_suffix(Path(path))
+        suffix = plain_suffix(Path(path))
         if suffix not in _WRITE_SUFFIXES:
             known = ", ".join(sorted(_WRITE_SUFFIXES))
             raise FormatError(
