@@ -173,8 +173,6 @@ def plain_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-
-
 def read_head(path: Path, size: int = _SNIFF_BYTES) -> bytes:
     """The first ``size`` bytes, decompressed if the file is gzip or bzip2."""
     from embsurgeon.io.compression import open_binary
