@@ -262,7 +262,7 @@ def _rewrite_weights(checkpoint: Checkpoint, name: str, weight: Any,
         state = _load_all(checkpoint, file)
         touched = name in state
         if touched:
-            state[name] = weight.clone()
+            state[name] = weight
         for other in sorted(set(axes) & set(state)):
             new = _follow(state[other], axes[other], old_embedding, weight, rows)
             if new is not None:
@@ -287,7 +287,7 @@ def _follow(tensor: Any, axis: VocabAxis, old_embedding: np.ndarray, weight: Any
         tied = tuple(tensor.shape) == old_embedding.shape and np.array_equal(
             tensor.float().numpy(), old_embedding.astype(np.float32))
         if tied:
-            return weight.clone()
+            return weight
         return None if rows == tensor.shape[0] else _resize_rows(tensor, rows)
     along = 0 if axis is VocabAxis.BIAS else 1
     old_rows = int(tensor.shape[along])
@@ -331,9 +331,18 @@ def _save_all(checkpoint: Checkpoint, state: dict[str, Any], source: Path, path:
 
         with safe_open(str(source), framework="pt") as src:
             metadata = src.metadata() or {"format": "pt"}
-        # Tied tensors share storage after loading; safetensors refuses shared storage.
-        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(path),
-                  metadata=metadata)
+        # safetensors refuses tensors that share storage (tied weights after loading, or the
+        # new rows placed under two names): copy only those, not the whole shard.
+        unshared: dict[str, Any] = {}
+        storages: set[int] = set()
+        for key, tensor in state.items():
+            tensor = tensor.contiguous()
+            storage = tensor.untyped_storage().data_ptr()
+            if storage in storages:
+                tensor = tensor.clone()
+            storages.add(tensor.untyped_storage().data_ptr())
+            unshared[key] = tensor
+        save_file(unshared, str(path), metadata=metadata)
         path.chmod(default_mode())  # safetensors creates its files 0o600
     else:
         torch.save(state, str(path))

@@ -144,6 +144,25 @@ def test_uninterpretable_vocabulary_axis_is_refused(fixtures_dir, tmp_path):
     transplant(shifted(table), model, tmp_path / "out")  # same size: nothing to resize
 
 
+def test_tied_copy_stored_in_the_same_shard_gets_the_new_rows(fixtures_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "tied-llama"
+    shutil.copytree(fixtures_dir / "tiny-llama-bf16", model)
+    state = load_file(model / "model.safetensors")
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()  # a stored tied copy
+    save_file(state, model / "model.safetensors", metadata={"format": "pt"})
+    new = shifted(read_table(model))
+    report = transplant(new, model, tmp_path / "operated")
+    assert "lm_head.weight" in report.resized
+    written = load_file(tmp_path / "operated" / "model.safetensors")
+    expected = torch.from_numpy(new.vectors).to(torch.bfloat16)
+    torch.testing.assert_close(written["model.embed_tokens.weight"], expected)
+    torch.testing.assert_close(written["lm_head.weight"], expected)
+
+
 def test_tied_gpt2_head_follows(fixtures_dir, tmp_path):
     model = fixtures_dir / "tiny-gpt2"
     new = shifted(read_table(model))
